@@ -1,0 +1,74 @@
+import createError from '@fastify/error'
+
+/**
+ * Every reason a handshake can be refused, with the text a developer reads in
+ * `err.data.message`. The key is the stable code: clients switch on it, so a
+ * code is never renamed or reused for another meaning.
+ */
+export const REFUSALS = {
+  SESSION_REQUIRED: 'The handshake carried no session cookie: log in over HTTP first.',
+  SESSION_INVALID: 'The session cookie is forged, or its session is unknown, destroyed or expired.',
+  FORBIDDEN: 'The session is valid, but an authorize rule refused this connection.',
+  ORIGIN_NOT_ALLOWED: 'The handshake came from an Origin this server does not allow.',
+  SESSION_STORE_UNAVAILABLE: 'The session store failed or did not answer in time; try again later.'
+} as const
+
+export type RefusalCode = keyof typeof REFUSALS
+
+export interface RefusalData {
+  code: RefusalCode
+  message: string
+}
+
+/**
+ * What the client receives as `connect_error`: `err.message` is the code and
+ * `err.data` is `{ code, message }`. Socket.IO sends only those two fields, so
+ * nothing else (reasons, ids) can leak through it.
+ */
+export class HandshakeRefusal extends Error {
+  readonly code: RefusalCode
+  readonly data: RefusalData
+
+  constructor (code: RefusalCode) {
+    super(code)
+    this.name = 'HandshakeRefusal'
+    this.code = code
+    this.data = { code, message: REFUSALS[code] }
+  }
+}
+
+// Refusals carry no per-handshake detail, so one frozen instance per code
+// serves every handshake: a flood of forged cookies allocates no Error objects.
+const instances = new Map<RefusalCode, HandshakeRefusal>()
+for (const code of Object.keys(REFUSALS) as RefusalCode[]) {
+  instances.set(code, Object.freeze(new HandshakeRefusal(code)))
+}
+
+export function refusal (code: RefusalCode): HandshakeRefusal {
+  return instances.get(code) as HandshakeRefusal
+}
+
+export const InvalidOptionError = createError(
+  'FST_SESSION_SOCKET_AUTH_INVALID_OPTION',
+  'fastify-session-socket-auth: %s',
+  500,
+  TypeError
+)
+
+export const UnsupportedSessionPluginError = createError(
+  'FST_SESSION_SOCKET_AUTH_UNSUPPORTED_SESSION',
+  'fastify-session-socket-auth: could not read the store and signer of @fastify/session (%s). Register @fastify/session ^11 before this plugin.',
+  500
+)
+
+export const SessionConflictError = createError(
+  'FST_SESSION_SOCKET_AUTH_SESSION_CONFLICT',
+  'The session was changed in the store since this socket loaded it (by an HTTP request or another socket). Call session.reload(), apply your change again and save.',
+  409
+)
+
+export const SessionGoneError = createError(
+  'FST_SESSION_SOCKET_AUTH_SESSION_GONE',
+  'The session no longer exists in the store (logged out, expired or revoked); it cannot be saved from a socket.',
+  410
+)

@@ -1,0 +1,153 @@
+import type { IncomingMessage } from 'node:http'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Server } from 'socket.io'
+import { HandshakeRefusal as HandshakeRefusalClass, REFUSALS } from './errors'
+import { createHandshakeGuard } from './handshake'
+import { watchHttpSessions } from './http-sessions'
+import { guardEveryNamespace } from './namespaces'
+import type { OriginPolicy, ResolvedOptions, SessionRule, SessionSocketAuthOptions } from './options'
+import { resolveOptions } from './options'
+import { buildOriginCheck } from './origin'
+import { REVOKED_EVENT as REVOKED_EVENT_NAME, Revocation } from './revocation'
+import { readSessionAccess } from './session-access'
+import { sessionKey, sessionRoom as sessionRoomOf } from './session-key'
+import type * as Types from './types'
+import type { SessionSocketServer } from './types'
+import './types'
+
+/**
+ * Socket.IO on Fastify, every connection admitted by the @fastify/session
+ * session and bound to it for life.
+ * @example
+ * await app.register(fastifyCookie)
+ * await app.register(fastifySession, { secret, store })
+ * await app.register(sessionSocketAuth, { authorize: (session) => Boolean(session.user) })
+ * app.io.on('connection', (socket) => socket.emit('hello', socket.data.session.user))
+ */
+async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSocketAuthOptions): Promise<void> {
+  const opts = resolveOptions(options)
+  const access = readSessionAccess(fastify, opts.storeTimeout)
+  const { io, owned } = adoptOrCreateServer(fastify, opts)
+  const readCookieValue = cookieValueReader(opts)
+
+  const guard = createHandshakeGuard({
+    access,
+    readSessionCookie: (request: IncomingMessage) => {
+      const header = request.headers.cookie
+      return header ? readCookieValue(fastify.parseCookie(header)) : undefined
+    },
+    originAllowed: buildOriginCheck(opts.allowedOrigins, opts.socketIo.cors),
+    authorize: opts.authorize,
+    namespaceRules: opts.namespaces,
+    log: fastify.log
+  })
+
+  const revocation = new Revocation({
+    io,
+    access,
+    log: fastify.log,
+    revalidateInterval: opts.revalidateInterval,
+    keepAlive: opts.keepAlive,
+    keepAliveInterval: opts.keepAliveInterval
+  })
+
+  guardEveryNamespace(io, guard, (socket) => {
+    const admission = guard.admissionOf(socket)
+    if (admission !== undefined) return revocation.bind(socket, admission)
+    // Only reachable if something let a socket skip the middleware chain.
+    fastify.log.error({ namespace: socket.nsp.name }, 'fastify-session-socket-auth: a socket connected without passing the session check; disconnected')
+    socket.disconnect(true)
+  })
+
+  watchHttpSessions(fastify, readCookieValue, (key, reason) => revocation.revokeEverywhere(key, reason))
+
+  fastify.decorate('disconnectSession', async (sessionId: string) => {
+    if (typeof sessionId !== 'string' || sessionId.length === 0) {
+      throw new TypeError('disconnectSession(sessionId) takes the session id, e.g. request.session.sessionId')
+    }
+    revocation.revokeEverywhere(sessionKey(sessionId), 'revoked')
+  })
+
+  if (owned) {
+    fastify.addHook('preClose', (done) => {
+      if (opts.preClose !== undefined) return opts.preClose.call(fastify, done)
+      // Only this node's sockets: a node shutting down must not disconnect the cluster.
+      io.local.disconnectSockets(true)
+      // Engine.IO connections that never joined a namespace would otherwise
+      // hold server.close() open until their heartbeat times out.
+      io.engine.close()
+      done()
+    })
+  }
+  fastify.addHook('onClose', (_instance, done) => {
+    revocation.close()
+    if (!owned) return done()
+    // Fastify has closed the HTTP server by now, so Socket.IO's own attempt to
+    // close it reports an error that means nothing here.
+    io.close(() => done())
+  })
+}
+
+function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions): { io: SessionSocketServer, owned: boolean } {
+  if (fastify.hasDecorator('io')) {
+    const existing: unknown = fastify.io
+    if (!(existing instanceof Server)) {
+      throw new TypeError('fastify-session-socket-auth: "fastify.io" is already decorated with something that is not a Socket.IO Server')
+    }
+    fastify.log.debug('fastify-session-socket-auth: guarding the Socket.IO server another plugin created')
+    return { io: existing as SessionSocketServer, owned: false }
+  }
+  const io: SessionSocketServer = new Server(fastify.server, opts.socketIo)
+  fastify.decorate('io', io)
+  return { io, owned: true }
+}
+
+// Mirrors @fastify/session's own reading of its cookie, decided once here.
+function cookieValueReader (opts: ResolvedOptions): (cookies: Record<string, string | undefined>) => string | undefined {
+  const { cookieName, cookiePrefix } = opts
+  if (cookiePrefix.length === 0) {
+    return (cookies) => cookies[cookieName] || undefined
+  }
+  return (cookies) => {
+    const value = cookies[cookieName]
+    return value?.startsWith(cookiePrefix) ? value.slice(cookiePrefix.length) || undefined : undefined
+  }
+}
+
+fp(sessionSocketAuth, {
+  fastify: '5.x',
+  name: 'fastify-session-socket-auth',
+  dependencies: ['@fastify/cookie', '@fastify/session']
+})
+
+declare namespace sessionSocketAuth {
+  export type Options = SessionSocketAuthOptions
+  export type SessionSocketAuthPluginOptions = SessionSocketAuthOptions
+  export type Rule = SessionRule
+  export type AllowedOrigins = OriginPolicy
+  export type SessionSocketData = Types.SessionSocketData
+  export type SessionSocketServer = Types.SessionSocketServer
+  export type SessionSocket = Types.SessionSocket
+  export type RevocationReason = Types.RevocationReason
+  export type RevokedPayload = Types.RevokedPayload
+  export type RefusalCode = keyof typeof REFUSALS
+  export type HandshakeRefusal = HandshakeRefusalClass
+  /** Refusal codes (`err.message` and `err.data.code` of `connect_error`) with their descriptions. */
+  export const REFUSAL_CODES: typeof REFUSALS
+  /** Name of the event sent with `{ reason }` before the server ends a socket for its session. */
+  export const REVOKED_EVENT: typeof REVOKED_EVENT_NAME
+  /** The room holding every socket of a session, on every node. */
+  export const sessionRoom: typeof sessionRoomOf
+  export { sessionSocketAuth, sessionSocketAuth as default }
+}
+
+// Node finds the named exports of a CommonJS module by reading
+// `module.exports.name =` lines, so each is spelled out.
+module.exports = sessionSocketAuth
+module.exports.default = sessionSocketAuth
+module.exports.sessionSocketAuth = sessionSocketAuth
+module.exports.REFUSAL_CODES = REFUSALS
+module.exports.REVOKED_EVENT = REVOKED_EVENT_NAME
+module.exports.sessionRoom = sessionRoomOf
+export = sessionSocketAuth

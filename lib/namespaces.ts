@@ -1,0 +1,29 @@
+import type { EventEmitter } from 'node:events'
+import type { Namespace } from 'socket.io'
+import type { SessionSocket, SessionSocketServer } from './types'
+
+type Middleware = Parameters<Namespace['use']>[0]
+
+/**
+ * Puts the guard in front of every namespace: those that exist now, those
+ * created later with `io.of()`, and the children of dynamic (regex or
+ * function) namespaces, which Socket.IO creates on first connect.
+ *
+ * The guard goes first in the middleware list, even on a server another plugin
+ * created and gave middleware to already: no middleware or handler of the app
+ * ever sees a socket the session has not admitted.
+ */
+export function guardEveryNamespace (io: SessionSocketServer, guard: Middleware, onConnection: (socket: SessionSocket) => void): void {
+  const guarded = new WeakSet<Namespace>()
+  const install = (nsp: Namespace): void => {
+    if (guarded.has(nsp)) return
+    guarded.add(nsp)
+    const fns = (nsp as unknown as {_fns?: unknown }). _fns
+    if (Array.isArray(fns)) fns.unshift(guard)
+    else nsp.use(guard)
+    ;(nsp as unknown as EventEmitter).prependListener('connection', onConnection)
+  }
+  const existing = (io as unknown as { _nsps?: Map<string, Namespace> })._nsps
+  for (const nsp of existing?.values() ?? [io.of('/')]) install(nsp)
+  io.on('new_namespace', install)
+}

@@ -1,0 +1,181 @@
+import type { IncomingMessage } from 'node:http'
+import type { FastifySessionObject } from '@fastify/session'
+import type { ServerOptions } from 'socket.io'
+import { InvalidOptionError } from './errors'
+import type { SessionSocket } from './types'
+
+/**
+ * A rule that admits (`true`) or refuses (`false`) a handshake whose session
+ * is already verified. It may be async. A rule that throws refuses.
+ */
+export type SessionRule = (session: FastifySessionObject, socket: SessionSocket) => boolean | Promise<boolean>
+
+/**
+ * Exact origins (`'https://app.example.com'`) allowed besides the app's own,
+ * or a function that decides for every handshake that carries an Origin header.
+ */
+export type OriginPolicy = readonly string[] | ((origin: string, request: IncomingMessage) => boolean)
+
+export interface SessionSocketAuthOwnOptions {
+  /** Name of the session cookie. Must match @fastify/session's `cookieName`. Default `'sessionId'`. */
+  cookieName?: string
+  /** Prefix of the cookie value, e.g. `'s:'` for express-session style cookies. Must match @fastify/session's `cookiePrefix`. Default `''`. */
+  cookiePrefix?: string
+  /** Global rule, run for every namespace. */
+  authorize?: SessionRule
+  /** Rules per namespace name (`'/admin'`), run after the global rule. */
+  namespaces?: Readonly<Record<string, SessionRule>>
+  /** Origins allowed besides the app's own. Default: same origin only (plus exact origins listed in `cors.origin`). */
+  allowedOrigins?: OriginPolicy
+  /** How long a session store call may take before the handshake is refused with SESSION_STORE_UNAVAILABLE, in ms. Default 5000. */
+  storeTimeout?: number
+  /** How often each connected session is re-read from the store, in ms, to catch out-of-band revocation; `false` turns it off. Default 60000. */
+  revalidateInterval?: number | false
+  /** Let socket activity extend a rolling session's expiry. Default `false`. */
+  keepAlive?: boolean
+  /** With `keepAlive`, the most often one session is written to the store, in ms. Default 60000. */
+  keepAliveInterval?: number
+  /** Replaces the default pre-close step (disconnect this node's sockets), as in fastify-socket.io. */
+  preClose?: (done: () => void) => void
+}
+
+/** Every Socket.IO `ServerOptions` key, at the top level, plus this plugin's own. */
+export type SessionSocketAuthOptions = Partial<ServerOptions> & SessionSocketAuthOwnOptions
+
+export interface ResolvedOptions {
+  cookieName: string
+  cookiePrefix: string
+  authorize: SessionRule | undefined
+  namespaces: Map<string, SessionRule>
+  allowedOrigins: OriginPolicy | undefined
+  storeTimeout: number
+  revalidateInterval: number | false
+  keepAlive: boolean
+  keepAliveInterval: number
+  preClose: ((done: () => void) => void) | undefined
+  socketIo: Partial<ServerOptions>
+}
+
+const SOCKET_IO_KEYS = new Set([
+  // socket.io
+  'path', 'serveClient', 'adapter', 'parser', 'connectTimeout', 'connectionStateRecovery', 'cleanupEmptyChildNamespaces',
+  // engine.io
+  'pingTimeout', 'pingInterval', 'upgradeTimeout', 'maxHttpBufferSize', 'allowRequest', 'transports', 'allowUpgrades',
+  'perMessageDeflate', 'httpCompression', 'wsEngine', 'initialPacket', 'cookie', 'cors', 'allowEIO3',
+  // engine.io attach
+  'destroyUpgrade', 'destroyUpgradeTimeout', 'addTrailingSlash'
+])
+
+const OWN_KEYS = new Set<keyof SessionSocketAuthOwnOptions>([
+  'cookieName', 'cookiePrefix', 'authorize', 'namespaces', 'allowedOrigins', 'storeTimeout',
+  'revalidateInterval', 'keepAlive', 'keepAliveInterval', 'preClose'
+])
+
+export function resolveOptions (options: SessionSocketAuthOptions | undefined): ResolvedOptions {
+  const opts = (options ?? {}) as Record<string, unknown>
+  if (typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new InvalidOptionError('options must be an object, e.g. { authorize: (session) => Boolean(session.user) }')
+  }
+  const socketIo: Record<string, unknown> = {}
+  for (const key of Object.keys(opts)) {
+    if (SOCKET_IO_KEYS.has(key)) socketIo[key] = opts[key]
+    else if (!OWN_KEYS.has(key as keyof SessionSocketAuthOwnOptions)) {
+      // Fastify passes its own registration options (prefix, logLevel) through; they are not ours to judge.
+      if (FASTIFY_REGISTER_KEYS.has(key)) continue
+      throw new InvalidOptionError(`unknown option "${key}". Valid options are Socket.IO's ServerOptions and: ${[...OWN_KEYS].join(', ')}.`)
+    }
+  }
+
+  const cookieName = optional(opts, 'cookieName', 'string', 'sessionId')
+  if (cookieName.length === 0) throw new InvalidOptionError('"cookieName" must not be empty; use the cookieName you gave @fastify/session.')
+  const cookiePrefix = optional(opts, 'cookiePrefix', 'string', '')
+  const authorize = optional<SessionRule | undefined>(opts, 'authorize', 'function', undefined)
+  const preClose = optional<((done: () => void) => void) | undefined>(opts, 'preClose', 'function', undefined)
+  const storeTimeout = positiveMs(opts, 'storeTimeout', 5000)
+  const keepAlive = optional(opts, 'keepAlive', 'boolean', false)
+  const keepAliveInterval = positiveMs(opts, 'keepAliveInterval', 60_000)
+  const revalidateInterval = opts.revalidateInterval === false ? false : positiveMs(opts, 'revalidateInterval', 60_000)
+
+  return {
+    cookieName,
+    cookiePrefix,
+    authorize,
+    namespaces: namespaceRules(opts.namespaces),
+    allowedOrigins: originPolicy(opts.allowedOrigins),
+    storeTimeout,
+    revalidateInterval,
+    keepAlive,
+    keepAliveInterval,
+    preClose,
+    socketIo: checkSocketIoOptions(socketIo)
+  }
+}
+
+const FASTIFY_REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
+
+function optional<T> (opts: Record<string, unknown>, key: string, type: 'string' | 'function' | 'boolean', fallback: T): T {
+  const value = opts[key]
+  if (value === undefined) return fallback
+  if (typeof value !== type) {
+    throw new InvalidOptionError(`"${key}" must be a ${type}, got ${describe(value)}.`)
+  }
+  return value as T
+}
+
+function positiveMs (opts: Record<string, unknown>, key: string, fallback: number): number {
+  const value = opts[key]
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 2 ** 31 - 1) {
+    const off = key === 'revalidateInterval' ? ', or false to turn it off' : ''
+    throw new InvalidOptionError(`"${key}" must be a number of milliseconds greater than 0${off}, got ${describe(value)}.`)
+  }
+  return value
+}
+
+function namespaceRules (value: unknown): Map<string, SessionRule> {
+  const rules = new Map<string, SessionRule>()
+  if (value === undefined) return rules
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidOptionError(`"namespaces" must be an object mapping a namespace name to a rule, e.g. { '/admin': (session) => session.user?.role === 'admin' }, got ${describe(value)}.`)
+  }
+  for (const [name, rule] of Object.entries(value)) {
+    if (typeof rule !== 'function') {
+      throw new InvalidOptionError(`the rule for namespace "${name}" must be a function (session, socket) => boolean, got ${describe(rule)}.`)
+    }
+    rules.set(name.startsWith('/') ? name : `/${name}`, rule as SessionRule)
+  }
+  return rules
+}
+
+function originPolicy (value: unknown): OriginPolicy | undefined {
+  if (value === undefined || typeof value === 'function') return value as OriginPolicy | undefined
+  if (Array.isArray(value) && value.every((origin) => typeof origin === 'string')) {
+    for (const origin of value as string[]) {
+      if (origin === '*' || !/^[a-z][a-z0-9+.-]*:\/\/[^/]+$/i.test(origin)) {
+        throw new InvalidOptionError(`"allowedOrigins" entries must be exact origins such as "https://app.example.com" (scheme and host, no path, no wildcard), got "${origin}".`)
+      }
+    }
+    return value as string[]
+  }
+  throw new InvalidOptionError(`"allowedOrigins" must be an array of origins or a function (origin, request) => boolean, got ${describe(value)}.`)
+}
+
+function checkSocketIoOptions (socketIo: Record<string, unknown>): Partial<ServerOptions> {
+  const recovery = socketIo.connectionStateRecovery
+  if (recovery === undefined) return socketIo as Partial<ServerOptions>
+  if (recovery === null || typeof recovery !== 'object') {
+    throw new InvalidOptionError(`"connectionStateRecovery" must be an object, got ${describe(recovery)}.`)
+  }
+  if ((recovery as { skipMiddlewares?: unknown }).skipMiddlewares === true) {
+    throw new InvalidOptionError('"connectionStateRecovery.skipMiddlewares" must not be true: recovered sockets would skip the session check. Leave it unset.')
+  }
+  // Socket.IO defaults skipMiddlewares to true, which would let a recovered
+  // socket in without a session check; recovery stays, the check stays too.
+  return { ...socketIo, connectionStateRecovery: { ...recovery, skipMiddlewares: false } } as Partial<ServerOptions>
+}
+
+function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'string' ? `the string "${value}"` : typeof value
+}

@@ -1,0 +1,173 @@
+import type { FastifyInstance } from 'fastify'
+import type { FastifySessionObject, SessionStore } from '@fastify/session'
+import { UnsupportedSessionPluginError } from './errors'
+
+/**
+ * The one door to @fastify/session's state. The user configures secrets and the
+ * store once, on @fastify/session; this module reads those very objects from
+ * a session that @fastify/session itself builds, so nothing is configured twice
+ * and a secret rotation there is a rotation here.
+ *
+ * Why not only `fastify.decryptSession`: it regenerates (and so writes) expired
+ * sessions, reads the store for cookies whose signature is forged, and admits
+ * records that are not sessions at all. The guard must do none of that.
+ */
+export interface SessionAccess {
+  /** The session id inside a signed cookie value, or null when no secret verifies it. */
+  unsign (cookieValue: string): string | null
+  /** One store read, bounded by the timeout; never throws. */
+  read (sessionId: string): Promise<StoreRead>
+  /** A live @fastify/session Session for a stored record, bound to `holder` as its request. */
+  restore (holder: object, record: StoredSession, sessionId: string): FastifySessionObject
+  /** Extend a rolling session in the store: the store's `touch` when it has one. */
+  touch (session: FastifySessionObject): Promise<void>
+  readonly timeout: number
+}
+
+export interface StoredSession {
+  cookie: { expires?: string | Date | null, originalMaxAge?: number | null } & Record<string, unknown>
+  [key: string]: unknown
+}
+
+export type StoreRead =
+  | { status: 'found', record: StoredSession }
+  | { status: 'missing' }
+  | { status: 'malformed' }
+  | { status: 'unavailable', error: unknown }
+
+interface Signer { unsign (value: string): { valid: boolean, value: string | null } }
+type TouchableStore = SessionStore & { touch?: (id: string, session: unknown, cb: (err?: unknown) => void) => void }
+type SessionClass = new (
+  store: SessionStore, request: object, idGenerator: unknown, cookieOpts: unknown,
+  signer: Signer, record: unknown, sessionId: string
+) => FastifySessionObject
+
+export function readSessionAccess (fastify: FastifyInstance, timeout: number): SessionAccess {
+  const probe: { session: unknown } = { session: null }
+  // An empty cookie never verifies, so @fastify/session builds a fresh Session
+  // synchronously without touching the store.
+  fastify.decryptSession('', probe, () => {})
+  const parts = probeParts(probe.session)
+  const { store, signer, Session, idGenerator, cookieOpts } = parts
+
+  return {
+    timeout,
+    unsign (cookieValue) {
+      const result = signer.unsign(cookieValue)
+      return result.valid && typeof result.value === 'string' && result.value.length > 0 ? result.value : null
+    },
+    read (sessionId) {
+      return callStore<unknown>((done) => store.get(sessionId, done), timeout).then(
+        (record): StoreRead => {
+          if (record === null || record === undefined) return MISSING
+          return isStoredSession(record) ? { status: 'found', record } : MALFORMED
+        },
+        (error: unknown): StoreRead => (error as { code?: unknown } | null)?.code === 'ENOENT'
+          ? MISSING
+          : { status: 'unavailable', error }
+      )
+    },
+    restore (holder, record, sessionId) {
+      return new Session(store, holder, idGenerator, cookieOpts, signer, record, sessionId)
+    },
+    touch (session) {
+      session.touch()
+      const id = session.sessionId
+      if (typeof store.touch === 'function') {
+        const touch = store.touch
+        return callStore((done) => touch.call(store, id, session, done), timeout).then(() => {})
+      }
+      // Without touch, write back only the new expiry onto the freshest record,
+      // so data an HTTP request saved meanwhile is kept.
+      return callStore<unknown>((done) => store.get(id, done), timeout).then((record) => {
+        if (!isStoredSession(record)) return
+        const updated = { ...record, cookie: { ...record.cookie, expires: session.cookie.expires } }
+        return callStore((done) => store.set(id, updated as never, done), timeout).then(() => {})
+      })
+    }
+  }
+}
+
+const MISSING: StoreRead = { status: 'missing' }
+const MALFORMED: StoreRead = { status: 'malformed' }
+
+/**
+ * The moment @fastify/session considers a stored session expired: its cookie's
+ * `expires`. A record without one (no maxAge) never expires.
+ */
+export function expiryOf (record: StoredSession): number {
+  const expires = record.cookie.expires
+  if (expires === undefined || expires === null || expires === '') return Infinity
+  const time = new Date(expires).getTime()
+  return Number.isNaN(time) ? -Infinity : time
+}
+
+function isStoredSession (record: unknown): record is StoredSession {
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) return false
+  const cookie = (record as { cookie?: unknown }).cookie
+  if (cookie === null || typeof cookie !== 'object' || Array.isArray(cookie)) return false
+  const expires = (cookie as { expires?: unknown }).expires
+  if (expires !== undefined && expires !== null && !(expires instanceof Date) && typeof expires !== 'string') return false
+  return !(expiryOf(record as StoredSession) === -Infinity)
+}
+
+/**
+ * Runs one callback-style store call and settles exactly once: on the first
+ * callback, on a synchronous throw, on a rejected promise the store returns,
+ * or when the timeout passes. A late or repeated callback is ignored.
+ */
+function callStore<T> (call: (done: (err?: unknown, value?: T) => void) => unknown, timeout: number): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    let settled = false
+    const timer = setTimeout(() => {
+      settled = true
+      reject(new Error(`session store did not answer within ${timeout} ms`))
+    }, timeout)
+    const done = (err?: unknown, value?: T): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      if (err) reject(err)
+      else resolve(value)
+    }
+    try {
+      const returned = call(done) as { then?: unknown } | undefined
+      if (returned && typeof returned.then === 'function') {
+        (returned as Promise<unknown>).then(undefined, (err: unknown) => done(err ?? new Error('session store rejected')))
+      }
+    } catch (err) {
+      done(err ?? new Error('session store threw'))
+    }
+  })
+}
+
+interface ProbeParts {
+  store: TouchableStore
+  signer: Signer
+  Session: SessionClass
+  idGenerator: unknown
+  cookieOpts: unknown
+}
+
+function probeParts (session: unknown): ProbeParts {
+  if (session === null || typeof session !== 'object') {
+    throw new UnsupportedSessionPluginError('decryptSession produced no session')
+  }
+  const symbols = Object.getOwnPropertySymbols(session)
+  const field = (name: string): unknown => {
+    const symbol = symbols.find((s) => s.description === name)
+    return symbol === undefined ? undefined : (session as Record<symbol, unknown>)[symbol]
+  }
+  const store = field('sessionStore') as TouchableStore | undefined
+  const signer = field('cookieSignerKey') as Signer | undefined
+  const idGenerator = field('generateId')
+  const cookieOpts = field('cookieOpts')
+  if (!store || typeof store.get !== 'function' || typeof store.set !== 'function' || typeof store.destroy !== 'function') {
+    throw new UnsupportedSessionPluginError('store not found')
+  }
+  if (!signer || typeof signer.unsign !== 'function') throw new UnsupportedSessionPluginError('signer not found')
+  if (typeof idGenerator !== 'function' || cookieOpts === null || typeof cookieOpts !== 'object') {
+    throw new UnsupportedSessionPluginError('session options not found')
+  }
+  return { store, signer, Session: (session as { constructor: SessionClass }).constructor, idGenerator, cookieOpts }
+}

@@ -1,0 +1,24 @@
+import { createHash } from 'node:crypto'
+
+/**
+ * A stand-in for a session id that is safe to log, to use in room names and to
+ * send between nodes: the first 128 bits of its SHA-256. Session ids are long
+ * random strings, so the hash gives nothing back, yet every node derives the
+ * same key for the same session without sharing a secret.
+ */
+export function sessionKey (sessionId: string): string {
+  return createHash('sha256').update(sessionId).digest('base64url').slice(0, 22)
+}
+
+/**
+ * The room that holds every socket of a session, on every node.
+ * @example
+ * fastify.io.to(sessionRoom(request.session.sessionId)).emit('notice', 'saved')
+ */
+export function sessionRoom (sessionId: string): string {
+  return roomOfKey(sessionKey(sessionId))
+}
+
+export function roomOfKey (key: string): string {
+  return `session:${key}`
+}

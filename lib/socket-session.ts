@@ -1,0 +1,104 @@
+import type { IncomingMessage } from 'node:http'
+import type { FastifySessionObject } from '@fastify/session'
+import stringify from 'safe-stable-stringify'
+import { SessionConflictError, SessionGoneError } from './errors'
+import type { SessionAccess, StoredSession } from './session-access'
+import { expiryOf } from './session-access'
+import type { RevocationReason } from './types'
+
+type Callback = (err?: unknown) => void
+type EndListener = (previous: FastifySessionObject, reason: RevocationReason) => void
+
+/**
+ * The `request` that a socket's @fastify/session Session belongs to.
+ * @fastify/session writes `request.session` when a session is reloaded,
+ * regenerated or destroyed; this holder turns those writes into events, so
+ * `socket.data.session.destroy()` in a socket handler logs the session out
+ * everywhere, just as it does over HTTP.
+ */
+export class SessionHolder {
+  readonly raw: IncomingMessage
+  readonly headers: IncomingMessage['headers']
+  readonly protocol: 'http' | 'https'
+  onEnd: EndListener | undefined
+  #current: FastifySessionObject
+  // What the store held when `#current` was loaded or last saved: the record
+  // itself (kept as is, to spend nothing per handshake) or its fingerprint.
+  #base: StoredSession | string
+  readonly #access: SessionAccess
+
+  constructor (request: IncomingMessage, access: SessionAccess, record: StoredSession, sessionId: string) {
+    this.raw = request
+    this.headers = request.headers
+    this.protocol = (request.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
+    this.#access = access
+    this.#base = record
+    this.#current = access.restore(this, record, sessionId)
+    this.#guardSave(this.#current)
+  }
+
+  /** The socket's live session. After a destroy it stays readable, for disconnect handlers. */
+  get session (): FastifySessionObject {
+    return this.#current
+  }
+
+  set session (next: FastifySessionObject | null) {
+    const previous = this.#current
+    if (next === null) {
+      this.onEnd?.(previous, 'logout')
+      return
+    }
+    this.#current = next
+    this.#guardSave(next)
+    if (next.sessionId !== previous.sessionId) {
+      // A socket cannot hand the browser a new cookie, so a session
+      // regenerated here would be orphaned: end the old one and make the
+      // client come back through an HTTP login.
+      this.onEnd?.(previous, 'regenerate')
+      return
+    }
+    this.#base = fingerprint(next)
+  }
+
+  // save() compares the stored record with the one this socket loaded and
+  // refuses to overwrite what someone else saved in between.
+  #guardSave (session: FastifySessionObject): void {
+    const save = Object.getPrototypeOf(session).save as (this: FastifySessionObject) => Promise<void>
+    const guarded = (callback?: Callback): Promise<void> | undefined => {
+      const saving = this.#saveChecked(session, save)
+      if (typeof callback !== 'function') return saving
+      saving.then(() => callback(), callback)
+      return undefined
+    }
+    Object.defineProperty(session, 'save', { value: guarded, enumerable: false, configurable: true, writable: true })
+  }
+
+  async #saveChecked (session: FastifySessionObject, save: (this: FastifySessionObject) => Promise<void>): Promise<void> {
+    const read = await this.#access.read(session.sessionId)
+    if (read.status === 'unavailable') throw read.error
+    if (read.status !== 'found') throw new SessionGoneError()
+    const stored = read.record
+    // An in-memory store may hold this very object; then no one else wrote it.
+    if ((stored as unknown) !== session && fingerprint(stored) !== this.#baseFingerprint()) {
+      throw new SessionConflictError()
+    }
+    // An HTTP request may have rolled the expiry forward meanwhile: keep the later one.
+    const theirs = expiryOf(stored)
+    const ours = session.cookie.expires?.getTime() ?? Infinity
+    if (Number.isFinite(theirs) && theirs > ours) session.cookie.expires = new Date(theirs)
+    await save.call(session)
+    this.#base = fingerprint(session)
+  }
+
+  #baseFingerprint (): string {
+    if (typeof this.#base !== 'string') this.#base = fingerprint(this.#base)
+    return this.#base
+  }
+}
+
+/** The session's data as JSON would store it, without the cookie (which rolls on every request). */
+function fingerprint (session: object): string {
+  return stringify(session, function (this: unknown, key: string, value: unknown) {
+    return this === session && key === 'cookie' ? undefined : value
+  }) ?? ''
+}

@@ -1,0 +1,146 @@
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fastifyCookie from '@fastify/cookie'
+import fastifySession, { type FastifySessionOptions } from '@fastify/session'
+import { io as connectClient, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client'
+import sessionSocketAuth from '../../lib/index'
+import type { SessionSocketAuthOptions } from '../../lib/options'
+
+export const SECRET = 'a-secret-with-at-least-32-characters-in-it'
+export const OLD_SECRET = 'an-older-secret-with-at-least-32-characters'
+
+declare module 'fastify' {
+  interface Session {
+    user?: { name: string, role: 'user' | 'admin' }
+    counter?: number
+  }
+}
+
+export interface TestApp {
+  app: FastifyInstance
+  url: string
+  origin: string
+  /** Logs in over HTTP and returns the Cookie header a browser would send. */
+  login (name?: string, role?: 'user' | 'admin'): Promise<string>
+  logout (cookie: string): Promise<void>
+  close (): Promise<void>
+}
+
+export interface StartOptions {
+  session?: Partial<FastifySessionOptions>
+  auth?: SessionSocketAuthOptions
+  /** Runs after the plugins, before listen. */
+  setup?: (app: FastifyInstance) => void | Promise<void>
+  port?: number
+}
+
+/** A real Fastify app on a loopback port with login, logout and whoami routes. */
+export async function startApp (options: StartOptions = {}): Promise<TestApp> {
+  const app = Fastify({ logger: false, forceCloseConnections: true })
+  await app.register(fastifyCookie)
+  await app.register(fastifySession, {
+    secret: SECRET,
+    cookie: { secure: false, maxAge: 60_000 },
+    saveUninitialized: false,
+    ...options.session
+  } as FastifySessionOptions)
+  await app.register(sessionSocketAuth, options.auth ?? {})
+
+  app.post<{ Body: { name?: string, role?: 'user' | 'admin' } }>('/login', async (request) => {
+    await request.session.regenerate()
+    request.session.user = { name: request.body?.name ?? 'ada', role: request.body?.role ?? 'user' }
+    return { ok: true }
+  })
+  app.post('/logout', async (request) => {
+    await request.session.destroy()
+    return { ok: true }
+  })
+  app.get('/whoami', async (request) => ({ user: request.session.user ?? null, counter: request.session.counter ?? null }))
+  app.post('/touch', async () => ({ ok: true }))
+  await options.setup?.(app)
+
+  await app.listen({ port: options.port ?? 0, host: '127.0.0.1' })
+  const port = (app.server.address() as AddressInfo).port
+  const url = `http://127.0.0.1:${port}`
+
+  return {
+    app,
+    url,
+    origin: url,
+    async login (name = 'ada', role = 'user') {
+      const response = await app.inject({ method: 'POST', url: '/login', payload: { name, role } })
+      const setCookie = response.cookies.find((cookie) => cookie.name === 'sessionId')
+      if (setCookie === undefined) throw new Error(`login set no cookie (status ${response.statusCode})`)
+      return `sessionId=${encodeURIComponent(setCookie.value)}`
+    },
+    async logout (cookie) {
+      const response = await fetch(`${url}/logout`, { method: 'POST', headers: { cookie } })
+      if (response.status !== 200) throw new Error(`logout failed: ${response.status}`)
+    },
+    close: () => app.close()
+  }
+}
+
+export interface ConnectOptions {
+  cookie?: string
+  origin?: string
+  namespace?: string
+  transports?: Array<'polling' | 'websocket'>
+  reconnection?: boolean
+  extra?: Partial<ManagerOptions & SocketOptions>
+}
+
+export type ConnectResult =
+  | { ok: true, socket: ClientSocket }
+  | { ok: false, code: string, data: unknown, socket: ClientSocket }
+
+/** A real socket.io-client, resolved once it is admitted or refused. */
+export function connect (url: string, options: ConnectOptions = {}): Promise<ConnectResult> {
+  const headers: Record<string, string> = {}
+  if (options.cookie !== undefined) headers.cookie = options.cookie
+  if (options.origin !== undefined) headers.origin = options.origin
+  const socket = connectClient(url + (options.namespace ?? ''), {
+    transports: options.transports ?? ['websocket'],
+    extraHeaders: headers,
+    reconnection: options.reconnection ?? false,
+    forceNew: true,
+    timeout: 5000,
+    ...options.extra
+  })
+  return new Promise((resolve) => {
+    socket.once('connect', () => resolve({ ok: true, socket }))
+    socket.once('connect_error', (err: Error & { data?: { code?: string } }) => {
+      resolve({ ok: false, code: err.message, data: err.data, socket })
+    })
+  })
+}
+
+/** Connects and fails the test unless the socket is admitted. */
+export async function connected (url: string, options: ConnectOptions = {}): Promise<ClientSocket> {
+  const result = await connect(url, options)
+  if (!result.ok) {
+    result.socket.close()
+    throw new Error(`expected the socket to be admitted, got ${result.code}`)
+  }
+  return result.socket
+}
+
+/** Connects and returns the refusal code, failing the test if the socket is admitted. */
+export async function refusedWith (url: string, options: ConnectOptions = {}): Promise<{ code: string, data: unknown }> {
+  const result = await connect(url, options)
+  result.socket.close()
+  if (result.ok) throw new Error('expected the socket to be refused, but it was admitted')
+  return { code: result.code, data: result.data }
+}
+
+export function once<T = unknown> (socket: ClientSocket, event: string, timeoutMs = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms`)), timeoutMs)
+    socket.once(event, (value: T) => {
+      clearTimeout(timer)
+      resolve(value)
+    })
+  })
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
