@@ -1,0 +1,325 @@
+/**
+ * The example app in a real headless Chromium (Debian's package, driven by
+ * playwright-core): cookies come from the login form, as for a person, and the
+ * page shows what the server decided. Without Chromium these tests skip with a
+ * message locally and fail under CI=true.
+ *
+ * UPDATE_SCREENSHOT=1 also refreshes docs/example.png (the README's picture);
+ * otherwise the screenshot goes to test-results/example.png.
+ */
+import { after, test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
+import type { BrowserContext, Page } from 'playwright-core'
+import { buildExampleApp, type ExampleOptions } from '../example/app'
+import { closeChromium, needChromium } from './support/browser'
+import { needRedis, REDIS_URL } from './support/services'
+
+after(closeChromium)
+
+const ROOT = join(__dirname, '..')
+const WAIT = 10_000
+
+interface Example { app: FastifyInstance, url: string }
+
+async function startExample (t: TestContext, options: ExampleOptions = {}): Promise<Example> {
+  const app = await buildExampleApp(options)
+  t.after(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` }
+}
+
+/** A fresh browser profile (its own cookie jar); undefined when the test was skipped. */
+async function newContext (t: TestContext): Promise<BrowserContext | undefined> {
+  const browser = await needChromium(t)
+  if (browser === undefined) return undefined
+  const context = await browser.newContext({ viewport: { width: 1000, height: 720 } })
+  t.after(() => context.close())
+  return context
+}
+
+/** A tab that fails the test on any uncaught error in the page's script. */
+async function newPage (context: BrowserContext, errors: Error[]): Promise<Page> {
+  const page = await context.newPage()
+  page.on('pageerror', (error) => errors.push(error))
+  return page
+}
+
+async function logIn (page: Page, url: string, name: string, options: { admin?: boolean } = {}): Promise<void> {
+  await page.goto(url + '/')
+  await page.fill('input[name=name]', name)
+  if (options.admin === true) await page.check('input[name=admin]')
+  await page.click('#login-button')
+  await page.waitForSelector('#app:not([hidden])', { timeout: WAIT })
+}
+
+type Line = '#status-main' | '#status-admin'
+
+/** Waits until a namespace's status line is in `state`, and returns what the page shows. */
+async function waitFor (page: Page, line: Line, state: string): Promise<{ code: string, text: string }> {
+  const element = await page.waitForSelector(`${line}[data-state="${state}"]`, { timeout: WAIT })
+  return { code: (await element.getAttribute('data-code')) ?? '', text: (await element.textContent()) ?? '' }
+}
+
+/** Polls `check` until it holds (bounded by WAIT). Node-side, because the page's CSP forbids evaluating strings in it. */
+async function until (what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + WAIT
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT} ms waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+/** GET /me with the page's cookies, as the page's own fetch would. */
+async function me (page: Page, url: string): Promise<{ node: string, user: { name: string } | null, messages: number }> {
+  const response = await page.context().request.get(url + '/me')
+  return response.json() as Promise<{ node: string, user: { name: string } | null, messages: number }>
+}
+
+async function ticksReceived (page: Page): Promise<number> {
+  return Number(await page.textContent('#tick-count'))
+}
+
+async function say (page: Page, text: string): Promise<void> {
+  await page.fill('#chat-input', text)
+  await page.click('#chat-send')
+}
+
+/** Waits for a chat line containing `text` and returns its author and text as shown. */
+async function chatLine (page: Page, text: string): Promise<{ from: string, text: string }> {
+  const item = page.locator('#chat-log li', { hasText: text }).last()
+  await item.waitFor({ timeout: WAIT })
+  return { from: await item.locator('.from').innerText(), text: await item.locator('.text').innerText() }
+}
+
+test('log in through the form: the socket connects as that user, ticks arrive, chat shows who said what', { timeout: 60_000 }, async (t) => {
+  const context = await newContext(t)
+  if (context === undefined) return
+  const other = await newContext(t)
+  if (other === undefined) return
+  const { url } = await startExample(t)
+  const errors: Error[] = []
+  const ada = await newPage(context, errors)
+  const bob = await newPage(other, errors)
+
+  await logIn(ada, url, 'ada')
+  assert.match((await waitFor(ada, '#status-main', 'connected')).text, /^connected as ada \(user\)/)
+  await until('two ticks', async () => await ticksReceived(ada) >= 2)
+  const first = await ada.textContent('#tick')
+  await until('the next tick', async () => await ada.textContent('#tick') !== first)
+
+  await logIn(bob, url, 'bob')
+  await waitFor(bob, '#status-main', 'connected')
+
+  // Markup in a message is shown as text, on every page that receives it.
+  const attack = '<img src=x onerror="window.__xss=1">hi'
+  await say(ada, attack)
+  assert.deepEqual(await chatLine(bob, 'hi'), { from: 'ada', text: attack })
+  assert.deepEqual(await chatLine(ada, 'hi'), { from: 'ada', text: attack })
+  await say(bob, 'hello ada')
+  assert.deepEqual(await chatLine(ada, 'hello ada'), { from: 'bob', text: 'hello ada' })
+  for (const page of [ada, bob]) {
+    assert.equal(await page.locator('#chat-log img').count(), 0)
+    assert.equal(await page.evaluate('window.__xss'), undefined)
+  }
+
+  // The socket handler counted the message in the session; the next HTTP request sees it.
+  await until('the message count', async () => await ada.textContent('#messages') === '1')
+  const state = await me(ada, url)
+  assert.equal(state.user?.name, 'ada')
+  assert.equal(state.messages, 1)
+  assert.ok(await ticksReceived(ada) >= 2)
+  assert.deepEqual(errors, [])
+})
+
+test('logging out in a second tab disconnects the first tab\'s socket, with the reason shown; it does not reconnect', { timeout: 60_000 }, async (t) => {
+  const context = await newContext(t)
+  if (context === undefined) return
+  const { url } = await startExample(t)
+  const errors: Error[] = []
+  const first = await newPage(context, errors)
+  await logIn(first, url, 'ada')
+  await waitFor(first, '#status-main', 'connected')
+
+  // Same browser profile, so the same cookie and the same session.
+  const second = await newPage(context, errors)
+  await second.goto(url + '/')
+  assert.match((await waitFor(second, '#status-main', 'connected')).text, /^connected as ada/)
+
+  const clicked = Date.now()
+  await second.click('#logout')
+  const ended = await waitFor(first, '#status-main', 'disconnected')
+  t.diagnostic(`first tab showed the disconnect ${Date.now() - clicked} ms after the logout click`)
+  assert.equal(ended.code, 'logout')
+  assert.match(ended.text, /session:revoked \(logout\)/)
+  assert.match(ended.text, /io server disconnect/)
+  assert.equal(await first.textContent('#http-user'), 'session ended (logout)')
+  assert.equal(await first.isDisabled('#chat-send'), true)
+
+  // The tab that logged out is back at the login form, and its page is refused.
+  await second.waitForSelector('#login:not([hidden])', { timeout: WAIT })
+  assert.equal((await waitFor(second, '#status-main', 'refused')).code, 'SESSION_REQUIRED')
+
+  // A server disconnect is final: the first tab stays disconnected, no ticks come in.
+  const ticks = await ticksReceived(first)
+  await first.waitForTimeout(1500)
+  assert.equal(await first.getAttribute('#status-main', 'data-state'), 'disconnected')
+  assert.equal(await ticksReceived(first), ticks)
+  assert.deepEqual(errors, [])
+})
+
+test('a page that never logged in is refused with SESSION_REQUIRED, shown on the page', { timeout: 60_000 }, async (t) => {
+  const context = await newContext(t)
+  if (context === undefined) return
+  const { url } = await startExample(t)
+  const errors: Error[] = []
+  const page = await newPage(context, errors)
+  await page.goto(url + '/')
+
+  const main = await waitFor(page, '#status-main', 'refused')
+  assert.equal(main.code, 'SESSION_REQUIRED')
+  assert.match(main.text, /^refused: SESSION_REQUIRED · The handshake carried no session cookie/)
+  assert.equal((await waitFor(page, '#status-admin', 'refused')).code, 'SESSION_REQUIRED')
+  assert.equal(await page.isVisible('#login'), true)
+  assert.deepEqual(await context.cookies(), [])
+  assert.deepEqual(errors, [])
+})
+
+test('a page from another origin, riding the user\'s cookie, is refused with ORIGIN_NOT_ALLOWED', { timeout: 60_000 }, async (t) => {
+  const context = await newContext(t)
+  if (context === undefined) return
+  const { app, url } = await startExample(t)
+
+  // What reached the server on each WebSocket upgrade.
+  const upgrades: IncomingHttpHeaders[] = []
+  app.server.on('upgrade', (request: { headers: IncomingHttpHeaders }) => upgrades.push(request.headers))
+
+  // Another site on the same host (127.0.0.1, another port): same-site, so the
+  // browser sends the user's SameSite=Lax cookie with its WebSocket.
+  const evil = createServer((_request, response) => {
+    response.setHeader('content-type', 'text/html; charset=utf-8')
+    response.end(`<!doctype html><title>another site</title><p id="result" data-code="">trying…</p>
+<script src="${url}/socket.io/socket.io.min.js"></script>
+<script>
+  const result = document.getElementById('result')
+  const socket = io(${JSON.stringify(url)}, { transports: ['websocket'], reconnection: false })
+  socket.on('connect', () => { result.dataset.code = 'CONNECTED'; result.textContent = 'connected: hijacked' })
+  socket.on('connect_error', (err) => { result.dataset.code = err.message; result.textContent = 'refused: ' + err.message })
+</script>`)
+  })
+  await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>((resolve) => evil.close(() => resolve())))
+  const evilOrigin = `http://127.0.0.1:${(evil.address() as AddressInfo).port}`
+
+  const errors: Error[] = []
+  const own = await newPage(context, errors)
+  await logIn(own, url, 'ada')
+  await waitFor(own, '#status-main', 'connected')
+  const [cookie] = await context.cookies(url)
+  assert.equal(cookie?.name, 'sessionId')
+
+  const page = await newPage(context, errors)
+  await page.goto(evilOrigin + '/')
+  const result = await page.waitForSelector('#result:not([data-code=""])', { timeout: WAIT })
+  assert.equal(await result.getAttribute('data-code'), 'ORIGIN_NOT_ALLOWED')
+
+  // The refusal is the Origin's doing: the browser did send the valid session cookie.
+  const hijack = upgrades.find((headers) => headers.origin === evilOrigin)
+  assert.ok(hijack, 'the cross-origin page opened a WebSocket to the app')
+  assert.ok(hijack.cookie?.split('; ').includes(`sessionId=${cookie.value}`), 'the WebSocket upgrade carried the session cookie')
+
+  // The same cookie from the app's own origin is admitted.
+  const again = await newPage(context, errors)
+  await again.goto(url + '/')
+  assert.match((await waitFor(again, '#status-main', 'connected')).text, /^connected as ada/)
+  assert.deepEqual(errors, [])
+})
+
+test('the /admin namespace refuses a non-admin with FORBIDDEN while / works, and admits an admin', { timeout: 60_000 }, async (t) => {
+  const userContext = await newContext(t)
+  if (userContext === undefined) return
+  const adminContext = await newContext(t)
+  if (adminContext === undefined) return
+  const { url } = await startExample(t)
+  const errors: Error[] = []
+
+  // The admin first, so that the admin's live feed sees the user arrive.
+  const grace = await newPage(adminContext, errors)
+  await logIn(grace, url, 'grace', { admin: true })
+  assert.match((await waitFor(grace, '#status-main', 'connected')).text, /^connected as grace \(admin\)/)
+  assert.match((await waitFor(grace, '#status-admin', 'connected')).text, /^connected as grace \(admin\)/)
+  assert.equal(await grace.isVisible('#admin'), true)
+  assert.equal(await grace.isVisible('#admin-refused'), false)
+
+  const ada = await newPage(userContext, errors)
+  await logIn(ada, url, 'ada')
+  assert.match((await waitFor(ada, '#status-main', 'connected')).text, /^connected as ada \(user\)/)
+  const refused = await waitFor(ada, '#status-admin', 'refused')
+  assert.equal(refused.code, 'FORBIDDEN')
+  assert.match(refused.text, /^refused: FORBIDDEN/)
+  assert.equal(await ada.isVisible('#admin-refused'), true)
+  assert.equal(await ada.isVisible('#admin'), false)
+
+  // The admin's feed sees activity; the admin's announcement reaches everyone on /.
+  await say(ada, 'hello from ada')
+  await chatLine(grace, 'hello from ada')
+  await say(grace, 'welcome, ada')
+  await chatLine(ada, 'welcome, ada')
+  await grace.fill('#announce-input', 'maintenance at noon')
+  await grace.click('#announce-form button')
+  assert.deepEqual(await chatLine(ada, 'maintenance at noon'), { from: 'announcement from grace', text: 'maintenance at noon' })
+  await grace.locator('#activity li', { hasText: 'ada (user) logged in over HTTP' }).waitFor({ timeout: WAIT })
+  await until('a tick', async () => await ticksReceived(grace) >= 1)
+
+  // The README's picture: an admin's page, with chat, ticks and the admin feed.
+  const png = await grace.screenshot({ fullPage: true })
+  assert.ok(png.length > 10_000, 'the screenshot has content')
+  await mkdir(join(ROOT, 'test-results'), { recursive: true })
+  await writeFile(join(ROOT, 'test-results', 'example.png'), png)
+  const docs = join(ROOT, 'docs', 'example.png')
+  if (process.env.UPDATE_SCREENSHOT === '1' || !existsSync(docs)) {
+    await mkdir(join(ROOT, 'docs'), { recursive: true })
+    await writeFile(docs, png)
+  }
+  assert.deepEqual(errors, [])
+})
+
+test('with Redis, two app instances behave as one: chat crosses nodes, logout on one ends the socket on the other', { timeout: 60_000 }, async (t) => {
+  if (!await needRedis(t)) return
+  const context = await newContext(t)
+  if (context === undefined) return
+  const redisPrefix = `example-e2e:${randomUUID()}:`
+  const a = await startExample(t, { redisUrl: REDIS_URL, redisPrefix, nodeName: 'node A' })
+  const b = await startExample(t, { redisUrl: REDIS_URL, redisPrefix, nodeName: 'node B' })
+  const errors: Error[] = []
+
+  const onA = await newPage(context, errors)
+  await logIn(onA, a.url, 'ada')
+  assert.match((await waitFor(onA, '#status-main', 'connected')).text, /^connected as ada \(user\) on node A$/)
+
+  // Cookies are per host, not per port: the same browser is logged in on B,
+  // because B reads the session from Redis.
+  const onB = await newPage(context, errors)
+  await onB.goto(b.url + '/')
+  assert.match((await waitFor(onB, '#status-main', 'connected')).text, /^connected as ada \(user\) on node B$/)
+
+  await say(onB, 'sent through node B')
+  await chatLine(onA, 'sent through node B')
+  assert.equal(await onA.locator('#chat-log li', { hasText: 'sent through node B' }).locator('.via').innerText(), 'via node B')
+  // The socket handler on node B saved the count in the session in Redis; an HTTP request to node A reads it.
+  await until('the message count', async () => await onB.textContent('#messages') === '1')
+  const state = await me(onA, a.url)
+  assert.deepEqual({ node: state.node, messages: state.messages }, { node: 'node A', messages: 1 })
+
+  await onB.click('#logout')
+  const ended = await waitFor(onA, '#status-main', 'disconnected')
+  assert.equal(ended.code, 'logout')
+  assert.deepEqual(errors, [])
+})
