@@ -27,6 +27,8 @@ export interface Admission {
   key: string
   sessionId: string
   expiresAt: number
+  /** When the store read behind this admission began: a revocation after it may not be in what was read. */
+  checkedAt: number
 }
 
 interface Refused {
@@ -67,9 +69,10 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
     if (sessionId === null) return refused('SESSION_INVALID', 'cookie signature does not verify')
 
     const key = sessionKey(sessionId)
+    const checkedAt = Date.now()
     const read = await access.read(sessionId)
     switch (read.status) {
-      case 'unavailable': return refused('SESSION_STORE_UNAVAILABLE', `store failed: ${errorText(read.error)}`, key)
+      case 'unavailable': return refused('SESSION_STORE_UNAVAILABLE', `store failed: ${errorText(read.error, sessionId)}`, key)
       case 'missing': return refused('SESSION_INVALID', 'session not in store', key)
       case 'malformed': return refused('SESSION_INVALID', 'store returned a record that is not a session', key)
     }
@@ -77,7 +80,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
     const expiresAt = expiryOf(read.record)
     if (expiresAt <= Date.now()) return refused('SESSION_INVALID', 'session expired', key)
 
-    return { ok: true, holder: new SessionHolder(request, access, read.record, sessionId), key, sessionId, expiresAt }
+    return { ok: true, holder: new SessionHolder(request, access, read.record, sessionId), key, sessionId, expiresAt, checkedAt }
   }
 
   async function admit (socket: SessionSocket): Promise<Verdict> {
@@ -135,6 +138,7 @@ function refused (code: RefusalCode, reason: string, key?: string): Refused {
   return { ok: false, code, reason, key }
 }
 
-function errorText (error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
+// A store's error text could quote the key it failed on; the log must not.
+function errorText (error: unknown, sessionId: string): string {
+  return (error instanceof Error ? error.message : String(error)).split(sessionId).join('<session id>')
 }

@@ -52,6 +52,14 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     keepAliveInterval: opts.keepAliveInterval
   })
 
+  // Test hook, not API: the registry is internal, yet tests must see it empty
+  // out when sockets go (no sessions or timers left behind). Symbol-keyed, so
+  // it stays out of the typed surface and cannot clash with other decorators.
+  fastify.decorate(Symbol.for('fastify-session-socket-auth.stats'), () => ({
+    sessions: revocation.sessionCount,
+    timers: revocation.timerCount
+  }))
+
   guardEveryNamespace(io, guard, (socket) => {
     const admission = guard.admissionOf(socket)
     if (admission !== undefined) return revocation.bind(socket, admission)
@@ -71,9 +79,18 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
 
   if (owned) {
     fastify.addHook('preClose', (done) => {
-      if (opts.preClose !== undefined) return opts.preClose.call(fastify, done)
+      // The user's step replaces the disconnect, not the engine close: without
+      // it, open WebSockets would hold server.close() until their heartbeat ends.
+      if (opts.preClose !== undefined) {
+        return opts.preClose.call(fastify, () => {
+          io.engine.close()
+          done()
+        })
+      }
       // Only this node's sockets: a node shutting down must not disconnect the cluster.
-      io.local.disconnectSockets(true)
+      // Every namespace: io.local is the main one only, and a socket elsewhere
+      // would see a bare transport close instead of a server disconnect.
+      for (const nsp of io._nsps.values()) nsp.local.disconnectSockets(true)
       // Engine.IO connections that never joined a namespace would otherwise
       // hold server.close() open until their heartbeat times out.
       io.engine.close()
@@ -96,6 +113,10 @@ function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions): 
       throw new TypeError('fastify-session-socket-auth: "fastify.io" is already decorated with something that is not a Socket.IO Server')
     }
     fastify.log.debug('fastify-session-socket-auth: guarding the Socket.IO server another plugin created')
+    const ignored = Object.keys(opts.socketIo)
+    if (ignored.length !== 0) {
+      fastify.log.warn({ options: ignored }, 'fastify-session-socket-auth: fastify.io already exists, so these Socket.IO options were not applied; set them where that server is created')
+    }
     return { io: existing as SessionSocketServer, owned: false }
   }
   const io: SessionSocketServer = new Server(fastify.server, opts.socketIo)

@@ -21,7 +21,8 @@ export function guardEveryNamespace (io: SessionSocketServer, guard: Middleware,
     const fns = (nsp as unknown as {_fns?: unknown }). _fns
     if (Array.isArray(fns)) fns.unshift(guard)
     else nsp.use(guard)
-    ;(nsp as unknown as EventEmitter).prependListener('connection', onConnection)
+    // 'connect' fires just before 'connection': first in line for both.
+    ;(nsp as unknown as EventEmitter).prependListener('connect', onConnection)
   }
   const existing = (io as unknown as { _nsps?: Map<string, Namespace> })._nsps
   for (const nsp of existing?.values() ?? [io.of('/')]) install(nsp)

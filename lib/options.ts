@@ -116,7 +116,8 @@ const FASTIFY_REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
 function optional<T> (opts: Record<string, unknown>, key: string, type: 'string' | 'function' | 'boolean', fallback: T): T {
   const value = opts[key]
   if (value === undefined) return fallback
-  if (typeof value !== type) {
+  const actual: string = typeof value
+  if (actual !== type) {
     throw new InvalidOptionError(`"${key}" must be a ${type}, got ${describe(value)}.`)
   }
   return value as T

@@ -31,13 +31,17 @@ export function buildOriginCheck (policy: OriginPolicy | undefined, cors: Server
   }
 }
 
+// An origin's scheme (RFC 3986): what a browser puts before "://".
+const SCHEME = /^[a-z][a-z0-9+.-]*$/i
+
 // Behind a proxy that rewrites Host, list the public origin in allowedOrigins.
 function isSameOrigin (origin: string, request: IncomingMessage): boolean {
   const scheme = origin.indexOf('://')
-  // "null" (sandboxed frames, file: pages) and anything else unparsable is not our origin.
-  if (scheme <= 0) return false
+  // "null" (sandboxed frames, file: pages) and anything else unparsable is not our origin,
+  // nor are two Origin headers joined by a comma ("null, http://host").
+  if (scheme <= 0 || !SCHEME.test(origin.slice(0, scheme))) return false
   const host = request.headers.host
-  return host !== undefined && origin.slice(scheme + 3).toLowerCase() === host.toLowerCase()
+  return host !== undefined && host.length > 0 && origin.slice(scheme + 3).toLowerCase() === host.toLowerCase()
 }
 
 function corsOrigins (cors: ServerOptions['cors']): string[] {

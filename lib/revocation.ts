@@ -13,6 +13,9 @@ export const REVOKED_EVENT = 'session:revoked'
 const CLUSTER_EVENT = 'fastify-session-socket-auth:revoke'
 const REASONS = new Set<RevocationReason>(['logout', 'regenerate', 'expired', 'revoked'])
 const MAX_TIMEOUT = 2 ** 31 - 1
+// How long a revocation is remembered beyond the store timeout, for handshakes
+// that read the store before it and reach bind() after it (async authorize rules included).
+const LATE_HANDSHAKE_MARGIN = 30_000
 
 export interface RevocationOptions {
   io: SessionSocketServer
@@ -44,6 +47,10 @@ interface Entry {
 export class Revocation {
   readonly #opts: RevocationOptions
   readonly #entries = new Map<string, Entry>()
+  // Recent revocations by session key, oldest first. A handshake verifies its
+  // session, then binds its socket a moment later: a revocation in between
+  // finds no socket to end, so bind() looks here instead.
+  readonly #recent = new Map<string, { at: number, reason: RevocationReason }>()
   #closed = false
 
   constructor (opts: RevocationOptions) {
@@ -68,6 +75,8 @@ export class Revocation {
   /** Called when an admitted socket connects to its namespace. */
   bind (socket: SessionSocket, admission: Admission): void {
     if (this.#closed || !socket.connected) return
+    const late = this.#revokedSince(admission.key, admission.checkedAt)
+    if (late !== undefined) return this.#end([socket], late)
     let entry = this.#entries.get(admission.key)
     if (entry === undefined) {
       const now = Date.now()
@@ -109,12 +118,27 @@ export class Revocation {
   }
 
   revokeLocal (key: string, reason: RevocationReason): void {
+    this.#remember(key, reason)
     const entry = this.#entries.get(key)
     if (entry === undefined) return
     this.#forget(entry)
+    this.#end([...entry.sockets.keys()], reason)
+    this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.size }, 'fastify-session-socket-auth: session ended its sockets')
+  }
+
+  close (): void {
+    this.#closed = true
+    for (const entry of this.#entries.values()) this.#forget(entry)
+    this.#recent.clear()
+  }
+
+  #end (sockets: SessionSocket[], reason: RevocationReason): void {
     const payload: RevokedPayload = { reason }
-    for (const socket of entry.sockets.keys()) {
-      socket.emit(REVOKED_EVENT, payload)
+    // Every socket is told before any is ended: ending one socket ends every
+    // namespace on its connection, and those would go untold (and, leaving
+    // the registry mid-loop, unvisited).
+    for (const socket of sockets) socket.emit(REVOKED_EVENT, payload)
+    for (const socket of sockets) {
       if (reason === 'regenerate') {
         // The browser holds a new cookie by now: close the transport so the
         // client reconnects on its own and presents it.
@@ -124,12 +148,27 @@ export class Revocation {
         socket.disconnect(true)
       }
     }
-    this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.size }, 'fastify-session-socket-auth: session ended its sockets')
   }
 
-  close (): void {
-    this.#closed = true
-    for (const entry of this.#entries.values()) this.#forget(entry)
+  #remember (key: string, reason: RevocationReason): void {
+    const now = Date.now()
+    this.#recent.delete(key) // re-inserted last, so the map stays oldest first
+    this.#recent.set(key, { at: now, reason })
+    this.#pruneRecent(now)
+  }
+
+  #revokedSince (key: string, since: number): RevocationReason | undefined {
+    this.#pruneRecent(Date.now())
+    const revoked = this.#recent.get(key)
+    return revoked !== undefined && revoked.at >= since ? revoked.reason : undefined
+  }
+
+  #pruneRecent (now: number): void {
+    const keepFor = this.#opts.access.timeout + LATE_HANDSHAKE_MARGIN
+    for (const [key, revoked] of this.#recent) {
+      if (now - revoked.at <= keepFor) break
+      this.#recent.delete(key)
+    }
   }
 
   #unbind (socket: SessionSocket, entry: Entry): void {
@@ -146,8 +185,9 @@ export class Revocation {
   #nextRevalidation (now: number): number {
     const interval = this.#opts.revalidateInterval
     if (interval === false) return Infinity
-    // Jitter, so sessions that connected together are not all read together.
-    return now + interval * (0.75 + Math.random() * 0.5)
+    // Jitter, so sessions that connected together are not all read together;
+    // only downwards, so a deletion is still seen within the interval.
+    return now + interval * (0.75 + Math.random() * 0.25)
   }
 
   #setExpiry (entry: Entry, expiresAt: number): void {
@@ -188,7 +228,10 @@ export class Revocation {
       default:
         return this.revokeLocal(entry.key, dueToExpire ? 'expired' : 'revoked')
     }
-    if (now >= entry.nextCheckAt) entry.nextCheckAt = this.#nextRevalidation(now)
+    // Every check is a store read, whichever deadline woke it: the next read is
+    // an interval from this one. (Comparing with nextCheckAt instead would read
+    // twice whenever a timer fires a millisecond early.)
+    entry.nextCheckAt = this.#nextRevalidation(now)
     this.#schedule(entry)
   }
 

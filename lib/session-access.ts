@@ -19,7 +19,7 @@ export interface SessionAccess {
   read (sessionId: string): Promise<StoreRead>
   /** A live @fastify/session Session for a stored record, bound to `holder` as its request. */
   restore (holder: object, record: StoredSession, sessionId: string): FastifySessionObject
-  /** Extend a rolling session in the store: the store's `touch` when it has one. */
+  /** Extend a rolling session in the store: its new expiry written onto the freshest record. */
   touch (session: FastifySessionObject): Promise<void>
   readonly timeout: number
 }
@@ -73,15 +73,16 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
     touch (session) {
       session.touch()
       const id = session.sessionId
-      if (typeof store.touch === 'function') {
-        const touch = store.touch
-        return callStore((done) => touch.call(store, id, session, done), timeout).then(() => {})
-      }
-      // Without touch, write back only the new expiry onto the freshest record,
-      // so data an HTTP request saved meanwhile is kept.
+      // Not the store's touch(): @fastify/session judges expiry by the record's
+      // cookie.expires, which touch() leaves as it was (connect-redis and
+      // connect-pg-simple only move their own TTL), so the session would still
+      // end on time at the next HTTP request. Write only the new expiry onto the
+      // freshest record instead, so data an HTTP request saved meanwhile is kept.
       return callStore<unknown>((done) => store.get(id, done), timeout).then((record) => {
         if (!isStoredSession(record)) return
-        const updated = { ...record, cookie: { ...record.cookie, expires: session.cookie.expires } }
+        const cookie = record.cookie as StoredSession['cookie'] & { toJSON?: () => Record<string, unknown> }
+        const fields = typeof cookie.toJSON === 'function' ? cookie.toJSON() : cookie
+        const updated = { ...record, cookie: { ...fields, expires: session.cookie.expires } }
         return callStore((done) => store.set(id, updated as never, done), timeout).then(() => {})
       })
     }
