@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
-import fastifySession, { type FastifySessionOptions } from '@fastify/session'
+import fastifySession, { MemoryStore, type FastifySessionOptions } from '@fastify/session'
 import { io as connectClient, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client'
 import sessionSocketAuth from '../../lib/index'
 import type { SessionSocketAuthOptions } from '../../lib/options'
@@ -32,11 +32,17 @@ export interface StartOptions {
   /** Runs after the plugins, before listen. */
   setup?: (app: FastifyInstance) => void | Promise<void>
   port?: number
+  /** listen() backlog (Node's default is 511), for tests that open thousands of connections at once. */
+  backlog?: number
+  /** Fastify server options (e.g. a logger), merged over the defaults. */
+  fastify?: FastifyServerOptions
+  /** Runs after @fastify/cookie and @fastify/session, before this plugin is registered. */
+  beforeAuth?: (app: FastifyInstance) => void | Promise<void>
 }
 
 /** A real Fastify app on a loopback port with login, logout and whoami routes. */
 export async function startApp (options: StartOptions = {}): Promise<TestApp> {
-  const app = Fastify({ logger: false, forceCloseConnections: true })
+  const app = Fastify({ logger: false, forceCloseConnections: true, ...options.fastify })
   await app.register(fastifyCookie)
   await app.register(fastifySession, {
     secret: SECRET,
@@ -44,6 +50,7 @@ export async function startApp (options: StartOptions = {}): Promise<TestApp> {
     saveUninitialized: false,
     ...options.session
   } as FastifySessionOptions)
+  await options.beforeAuth?.(app)
   await app.register(sessionSocketAuth, options.auth ?? {})
 
   app.post<{ Body: { name?: string, role?: 'user' | 'admin' } }>('/login', async (request) => {
@@ -59,9 +66,10 @@ export async function startApp (options: StartOptions = {}): Promise<TestApp> {
   app.post('/touch', async () => ({ ok: true }))
   await options.setup?.(app)
 
-  await app.listen({ port: options.port ?? 0, host: '127.0.0.1' })
+  await app.listen({ port: options.port ?? 0, host: '127.0.0.1', ...(options.backlog === undefined ? {} : { backlog: options.backlog }) })
   const port = (app.server.address() as AddressInfo).port
   const url = `http://127.0.0.1:${port}`
+  const cookieName = options.session?.cookieName ?? 'sessionId'
 
   return {
     app,
@@ -69,9 +77,9 @@ export async function startApp (options: StartOptions = {}): Promise<TestApp> {
     origin: url,
     async login (name = 'ada', role = 'user') {
       const response = await app.inject({ method: 'POST', url: '/login', payload: { name, role } })
-      const setCookie = response.cookies.find((cookie) => cookie.name === 'sessionId')
+      const setCookie = response.cookies.find((cookie) => cookie.name === cookieName)
       if (setCookie === undefined) throw new Error(`login set no cookie (status ${response.statusCode})`)
-      return `sessionId=${encodeURIComponent(setCookie.value)}`
+      return `${cookieName}=${encodeURIComponent(setCookie.value)}`
     },
     async logout (cookie) {
       const response = await fetch(`${url}/logout`, { method: 'POST', headers: { cookie } })
@@ -144,3 +152,49 @@ export function once<T = unknown> (socket: ClientSocket, event: string, timeoutM
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The decoded value of a `name=value` Cookie header made by `login()`. */
+export function cookieValueOf (cookie: string): string {
+  return decodeURIComponent(cookie.slice(cookie.indexOf('=') + 1))
+}
+
+/** The raw session id inside a `login()` cookie (strip the optional prefix, then the signature). */
+export function sessionIdOf (cookie: string, prefix = ''): string {
+  const value = cookieValueOf(cookie)
+  const unprefixed = value.startsWith(prefix) ? value.slice(prefix.length) : value
+  return unprefixed.slice(0, unprefixed.lastIndexOf('.'))
+}
+
+/** @fastify/session's real MemoryStore, counting the calls @fastify/session and the plugin make to it. */
+export class CountingStore extends MemoryStore {
+  readonly map: Map<string, unknown>
+  gets = 0
+  sets = 0
+  destroys = 0
+
+  constructor () {
+    const map = new Map()
+    super(map)
+    this.map = map
+  }
+
+  /** How many sessions the store holds. */
+  get size (): number {
+    return this.map.size
+  }
+
+  override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
+    this.gets++
+    super.get(sessionId, callback)
+  }
+
+  override set (sessionId: string, session: Parameters<MemoryStore['set']>[1], callback: Parameters<MemoryStore['set']>[2]): void {
+    this.sets++
+    super.set(sessionId, session, callback)
+  }
+
+  override destroy (sessionId: string, callback: Parameters<MemoryStore['destroy']>[1]): void {
+    this.destroys++
+    super.destroy(sessionId, callback)
+  }
+}
