@@ -18,7 +18,7 @@ export function guardEveryNamespace (io: SessionSocketServer, guard: Middleware,
   const install = (nsp: Namespace): void => {
     if (guarded.has(nsp)) return
     guarded.add(nsp)
-    const fns = (nsp as unknown as {_fns?: unknown }). _fns
+    const fns = (nsp as unknown as { _fns?: unknown })._fns
     if (Array.isArray(fns)) fns.unshift(guard)
     else nsp.use(guard)
     // 'connect' fires just before 'connection': first in line for both.

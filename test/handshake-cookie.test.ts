@@ -1,0 +1,291 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { Writable } from 'node:stream'
+import { sign } from '@fastify/cookie'
+import { MemoryStore } from '@fastify/session'
+import {
+  CountingStore, OLD_SECRET, SECRET, connect, connected, cookieValueOf, once, refusedWith, sessionIdOf, sleep, startApp
+} from './support/app'
+
+const TRANSPORTS = ['polling', 'websocket'] as const
+const OTHER_SECRET = 'a-secret-that-this-app-has-never-been-given-0'
+
+/** A cookie header whose value is `value`, encoded as a browser would send it. */
+const cookieOf = (value: string, name = 'sessionId'): string => `${name}=${encodeURIComponent(value)}`
+
+/** The same signed value with the first character of its signature changed. */
+function tamperSignature (value: string): string {
+  const dot = value.lastIndexOf('.')
+  const first = value[dot + 1]
+  return `${value.slice(0, dot + 1)}${first === 'A' ? 'B' : 'A'}${value.slice(dot + 2)}`
+}
+
+/** The signature of one real session moved onto another id. */
+function tamperId (value: string): string {
+  const first = value[0]
+  return `${first === 'A' ? 'B' : 'A'}${value.slice(1)}`
+}
+
+async function expectRefused (url: string, code: string, options: Parameters<typeof refusedWith>[1]): Promise<void> {
+  const refused = await refusedWith(url, options)
+  assert.equal(refused.code, code, `err.message should be ${code}`)
+  assert.deepEqual((refused.data as { code?: unknown } | undefined)?.code, code, `err.data.code should be ${code}`)
+}
+
+const TIMEOUT = { timeout: 60_000 }
+
+describe('handshake: session cookie', TIMEOUT, () => {
+  for (const transport of TRANSPORTS) {
+    describe(`over ${transport}`, () => {
+      test('a logged-in cookie is admitted and the socket carries the session', async () => {
+        const t = await startApp()
+        try {
+          t.app.io.on('connection', (socket) => {
+            socket.on('whoami', (ack: (user: unknown) => void) => ack(socket.data.session.user))
+          })
+          const cookie = await t.login('grace', 'admin')
+          const socket = await connected(t.url, { cookie, transports: [transport] })
+          assert.deepEqual(await socket.timeout(5000).emitWithAck('whoami'), { name: 'grace', role: 'admin' })
+          assert.equal(socket.io.engine.transport.name, transport)
+          socket.close()
+        } finally { await t.close() }
+      })
+
+      test('no cookie -> SESSION_REQUIRED', async () => {
+        const t = await startApp()
+        try {
+          await expectRefused(t.url, 'SESSION_REQUIRED', { transports: [transport] })
+          // Other cookies do not count as a session cookie.
+          await expectRefused(t.url, 'SESSION_REQUIRED', { transports: [transport], cookie: 'theme=dark; lang=en' })
+          await expectRefused(t.url, 'SESSION_REQUIRED', { transports: [transport], cookie: 'sessionId=' })
+        } finally { await t.close() }
+      })
+
+      test('tampered signature, moved signature, foreign secret and unsigned id -> SESSION_INVALID', async () => {
+        const t = await startApp()
+        try {
+          const cookie = await t.login()
+          const value = cookieValueOf(cookie)
+          const id = sessionIdOf(cookie)
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie: cookieOf(tamperSignature(value)) })
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie: cookieOf(tamperId(value)) })
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie: cookieOf(sign(id, OTHER_SECRET)) })
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie: cookieOf(id) })
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie: cookieOf(`${id}.`) })
+          // The genuine cookie still works: the refusals above are about the forgery only.
+          const socket = await connected(t.url, { cookie, transports: [transport] })
+          socket.close()
+        } finally { await t.close() }
+      })
+
+      test('a validly signed id the store does not hold -> SESSION_INVALID', async () => {
+        const t = await startApp()
+        try {
+          const unknown = sign(randomBytes(24).toString('base64url'), SECRET)
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie: cookieOf(unknown) })
+        } finally { await t.close() }
+      })
+
+      test('a session destroyed by an HTTP logout -> SESSION_INVALID', async () => {
+        const t = await startApp()
+        try {
+          const cookie = await t.login()
+          const before = await connected(t.url, { cookie, transports: [transport] })
+          before.close()
+          await t.logout(cookie)
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie })
+        } finally { await t.close() }
+      })
+
+      test('an expired session -> SESSION_INVALID, and no new session is created', async () => {
+        const store = new CountingStore()
+        const t = await startApp({ session: { store, cookie: { secure: false, maxAge: 300 } } })
+        try {
+          const cookie = await t.login()
+          const fresh = await connected(t.url, { cookie, transports: [transport] })
+          fresh.close()
+          await sleep(450)
+          const size = store.size
+          const sets = store.sets
+          await expectRefused(t.url, 'SESSION_INVALID', { transports: [transport], cookie })
+          assert.equal(store.size, size, 'the refusal of an expired session must not add a session to the store')
+          assert.equal(store.sets, sets, 'the refusal of an expired session must not write to the store')
+        } finally { await t.close() }
+      })
+    })
+  }
+
+  test('secret rotation: a cookie signed under the old secret is admitted while that secret is still listed', async () => {
+    const store = new MemoryStore()
+    const before = await startApp({ session: { secret: OLD_SECRET, store } })
+    let cookie: string
+    try {
+      cookie = await before.login('linus')
+    } finally { await before.close() }
+    assert.equal(cookieValueOf(cookie), sign(sessionIdOf(cookie), OLD_SECRET), 'the first app signs with OLD_SECRET')
+
+    const rotated = await startApp({ session: { secret: [SECRET, OLD_SECRET], store } })
+    try {
+      const names: unknown[] = []
+      rotated.app.io.on('connection', (socket) => { names.push(socket.data.session.user?.name) })
+      for (const transport of TRANSPORTS) {
+        const socket = await connected(rotated.url, { cookie, transports: [transport] })
+        socket.close()
+      }
+      assert.deepEqual(names, ['linus', 'linus'])
+    } finally { await rotated.close() }
+
+    const dropped = await startApp({ session: { secret: [SECRET], store } })
+    try {
+      for (const transport of TRANSPORTS) {
+        await expectRefused(dropped.url, 'SESSION_INVALID', { cookie, transports: [transport] })
+      }
+    } finally { await dropped.close() }
+  })
+
+  test("cookiePrefix 's:' (express-session style) is read like @fastify/session reads it", async () => {
+    const t = await startApp({ session: { cookiePrefix: 's:' }, auth: { cookiePrefix: 's:' } })
+    try {
+      const cookie = await t.login()
+      const value = cookieValueOf(cookie)
+      assert.ok(value.startsWith('s:'), `the session cookie carries the prefix: ${value.slice(0, 2)}`)
+      const id = sessionIdOf(cookie, 's:')
+      assert.equal(value, `s:${sign(id, SECRET)}`)
+      for (const transport of TRANSPORTS) {
+        const socket = await connected(t.url, { cookie, transports: [transport] })
+        socket.close()
+        // Without the prefix, @fastify/session sees no session cookie; neither does the guard.
+        await expectRefused(t.url, 'SESSION_REQUIRED', { cookie: cookieOf(value.slice(2)), transports: [transport] })
+        await expectRefused(t.url, 'SESSION_INVALID', { cookie: cookieOf(`s:${tamperSignature(value.slice(2))}`), transports: [transport] })
+      }
+    } finally { await t.close() }
+  })
+
+  test('a custom cookieName', async () => {
+    const t = await startApp({ session: { cookieName: 'sid' }, auth: { cookieName: 'sid' } })
+    try {
+      const cookie = await t.login()
+      assert.ok(cookie.startsWith('sid='))
+      const value = cookieValueOf(cookie)
+      for (const transport of TRANSPORTS) {
+        const socket = await connected(t.url, { cookie: `theme=dark; ${cookie}`, transports: [transport] })
+        socket.close()
+        // The same value under the default name is not the session cookie.
+        await expectRefused(t.url, 'SESSION_REQUIRED', { cookie: cookieOf(value, 'sessionId'), transports: [transport] })
+      }
+    } finally { await t.close() }
+  })
+})
+
+describe('handshake: refusals leave the store as it was', TIMEOUT, () => {
+  test('forged, unknown, unsigned, foreign-secret and expired handshakes add, change and delete nothing', async () => {
+    const store = new CountingStore()
+    const t = await startApp({ session: { store, cookie: { secure: false, maxAge: 300 } } })
+    try {
+      const expired = await t.login('old')
+      await sleep(450)
+      const live = await t.login('new')
+      const id = sessionIdOf(live)
+      const keys = [...store.map.keys()].sort()
+      assert.equal(keys.length, 2, 'the store holds the expired and the live session')
+      const counts = { sets: store.sets, destroys: store.destroys }
+
+      const batch = [
+        cookieOf(tamperSignature(cookieValueOf(live))),
+        cookieOf(tamperId(cookieValueOf(live))),
+        cookieOf(sign(randomBytes(24).toString('base64url'), SECRET)),
+        cookieOf(sign(id, OTHER_SECRET)),
+        cookieOf(id),
+        expired,
+        undefined
+      ]
+      for (const transport of TRANSPORTS) {
+        for (const cookie of batch) {
+          const result = await connect(t.url, { cookie, transports: [transport] })
+          result.socket.close()
+          assert.equal(result.ok, false, 'every handshake of the batch is refused')
+        }
+      }
+      assert.deepEqual([...store.map.keys()].sort(), keys, 'the same sessions, no more, no fewer')
+      assert.deepEqual({ sets: store.sets, destroys: store.destroys }, counts, 'no writes and no deletes')
+    } finally { await t.close() }
+  })
+
+  test('a cookie whose signature does not verify costs no store read', async () => {
+    const store = new CountingStore()
+    const t = await startApp({ session: { store } })
+    try {
+      const cookie = await t.login()
+      const value = cookieValueOf(cookie)
+      const id = sessionIdOf(cookie)
+      const gets = store.gets
+      for (const transport of TRANSPORTS) {
+        for (const forged of [tamperSignature(value), tamperId(value), sign(id, OTHER_SECRET), id, 'garbage', '.']) {
+          await expectRefused(t.url, 'SESSION_INVALID', { cookie: cookieOf(forged), transports: [transport] })
+        }
+      }
+      assert.equal(store.gets, gets, 'forged cookies must not reach the store')
+      // The counter does see the reads a verified cookie causes.
+      await expectRefused(t.url, 'SESSION_INVALID', { cookie: cookieOf(sign('not-a-stored-id', SECRET)) })
+      assert.equal(store.gets, gets + 1)
+    } finally { await t.close() }
+  })
+})
+
+describe('logs', TIMEOUT, () => {
+  test('the raw session id and the signed cookie never appear in a log line (debug level)', async () => {
+    const lines: string[] = []
+    const stream = new Writable({
+      write (chunk: Buffer, _encoding, callback) {
+        lines.push(chunk.toString())
+        callback()
+      }
+    })
+    class FailingOnDemand extends CountingStore {
+      failWith: string | undefined
+      override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
+        if (this.failWith === undefined) return super.get(sessionId, callback)
+        // A store whose error message quotes the key it failed on, as some do.
+        callback(new Error(`${this.failWith} ${sessionId}`) as never, null)
+      }
+    }
+    const store = new FailingOnDemand()
+    const t = await startApp({
+      fastify: { logger: { level: 'debug', stream } },
+      session: { store },
+      auth: { authorize: (session) => session.user?.name !== 'mallory', storeTimeout: 1000 }
+    })
+    const secrets: string[] = []
+    try {
+      const cookie = await t.login('ada')
+      const mallory = await t.login('mallory')
+      for (const c of [cookie, mallory]) secrets.push(sessionIdOf(c), cookieValueOf(c), c.slice(c.indexOf('=') + 1))
+
+      for (const transport of TRANSPORTS) {
+        await expectRefused(t.url, 'SESSION_INVALID', { cookie: cookieOf(tamperSignature(cookieValueOf(cookie))), transports: [transport] })
+        await expectRefused(t.url, 'SESSION_INVALID', { cookie: cookieOf(tamperId(cookieValueOf(cookie))), transports: [transport] })
+        await expectRefused(t.url, 'FORBIDDEN', { cookie: mallory, transports: [transport] })
+        const socket = await connected(t.url, { cookie, transports: [transport] })
+        socket.close()
+      }
+      store.failWith = 'connection lost while reading'
+      await expectRefused(t.url, 'SESSION_STORE_UNAVAILABLE', { cookie })
+      store.failWith = undefined
+
+      const open = await connected(t.url, { cookie })
+      const closed = once(open, 'disconnect', 2000)
+      await t.logout(cookie)
+      await closed
+      await expectRefused(t.url, 'SESSION_INVALID', { cookie })
+    } finally { await t.close() }
+
+    const text = lines.join('')
+    const refusals = lines.filter((line) => line.includes('handshake refused'))
+    assert.ok(refusals.length >= 7, `the refusals were logged at debug level (${refusals.length} lines)`)
+    assert.ok(text.includes('SESSION_STORE_UNAVAILABLE'), 'the store failure was logged')
+    for (const secret of secrets) {
+      assert.ok(!text.includes(secret), 'a log line contains a session id or a session cookie')
+    }
+  })
+})

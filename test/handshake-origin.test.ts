@@ -1,0 +1,123 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
+import { CountingStore, connected, refusedWith, startApp } from './support/app'
+
+const TRANSPORTS = ['polling', 'websocket'] as const
+const TIMEOUT = { timeout: 60_000 }
+const EVIL = 'https://evil.example.net'
+const APP = 'https://app.example.com'
+
+async function expectRefused (url: string, code: string, options: Parameters<typeof refusedWith>[1]): Promise<void> {
+  const refused = await refusedWith(url, options)
+  assert.equal(refused.code, code)
+  assert.equal((refused.data as { code?: unknown } | undefined)?.code, code)
+}
+
+async function expectAdmitted (url: string, options: Parameters<typeof connected>[1]): Promise<void> {
+  const socket = await connected(url, options)
+  socket.close()
+}
+
+describe('handshake: Origin (cross-site WebSocket hijacking)', TIMEOUT, () => {
+  for (const transport of TRANSPORTS) {
+    test(`default policy over ${transport}: same origin and no Origin admitted; other origins and "null" refused`, async () => {
+      const t = await startApp()
+      try {
+        const cookie = await t.login()
+        await expectAdmitted(t.url, { cookie, origin: t.origin, transports: [transport] })
+        await expectAdmitted(t.url, { cookie, transports: [transport] })
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'null', transports: [transport] })
+        // Same host, other port or scheme: another origin.
+        const port = Number(new URL(t.url).port)
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: `http://127.0.0.1:${port + 1}`, transports: [transport] })
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: `http://127.0.0.1:${port}.evil.example.net`, transports: [transport] })
+      } finally { await t.close() }
+    })
+  }
+
+  test('the Origin check comes first: a cross-site handshake with a valid cookie reads nothing from the store', async () => {
+    const store = new CountingStore()
+    const t = await startApp({ session: { store } })
+    try {
+      const cookie = await t.login()
+      const gets = store.gets
+      for (const transport of TRANSPORTS) {
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        // Without a cookie too, the answer is about the Origin, not the session.
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { origin: EVIL, transports: [transport] })
+      }
+      assert.equal(store.gets, gets, 'no store read for a refused Origin')
+      await expectAdmitted(t.url, { cookie, origin: t.origin })
+      assert.equal(store.gets, gets + 1, 'the counter sees an admitted handshake')
+    } finally { await t.close() }
+  })
+
+  test('allowedOrigins array admits the listed origins, and still the app\'s own', async () => {
+    const t = await startApp({ auth: { allowedOrigins: [APP, 'https://admin.example.com'] } })
+    try {
+      const cookie = await t.login()
+      for (const transport of TRANSPORTS) {
+        await expectAdmitted(t.url, { cookie, origin: APP, transports: [transport] })
+        await expectAdmitted(t.url, { cookie, origin: 'https://admin.example.com', transports: [transport] })
+        await expectAdmitted(t.url, { cookie, origin: t.origin, transports: [transport] })
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'http://app.example.com', transports: [transport] })
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'null', transports: [transport] })
+      }
+    } finally { await t.close() }
+  })
+
+  test('allowedOrigins function decides for every handshake with an Origin', async () => {
+    const seen: Array<{ origin: string, host: string | undefined }> = []
+    const t = await startApp({
+      auth: {
+        allowedOrigins: (origin: string, request: IncomingMessage) => {
+          seen.push({ origin, host: request.headers.host })
+          return origin.endsWith('.trusted.example')
+        }
+      }
+    })
+    try {
+      const cookie = await t.login()
+      const host = new URL(t.url).host
+      for (const transport of TRANSPORTS) {
+        seen.length = 0
+        await expectAdmitted(t.url, { cookie, origin: 'https://a.trusted.example', transports: [transport] })
+        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        assert.deepEqual(seen, [{ origin: 'https://a.trusted.example', host }, { origin: EVIL, host }])
+        // No Origin (not a browser): the function is not asked.
+        await expectAdmitted(t.url, { cookie, transports: [transport] })
+        assert.equal(seen.length, 2)
+      }
+    } finally { await t.close() }
+  })
+
+  test('an exact cors.origin is allowed without repeating it; cors.origin "*" does not widen the check', async () => {
+    const exact = await startApp({ auth: { cors: { origin: APP, credentials: true } } })
+    try {
+      const cookie = await exact.login()
+      for (const transport of TRANSPORTS) {
+        await expectAdmitted(exact.url, { cookie, origin: APP, transports: [transport] })
+        await expectRefused(exact.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+      }
+    } finally { await exact.close() }
+
+    const listed = await startApp({ auth: { cors: { origin: [APP, 'https://two.example.com'] } } })
+    try {
+      const cookie = await listed.login()
+      await expectAdmitted(listed.url, { cookie, origin: 'https://two.example.com' })
+      await expectRefused(listed.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL })
+    } finally { await listed.close() }
+
+    const wildcard = await startApp({ auth: { cors: { origin: '*' } } })
+    try {
+      const cookie = await wildcard.login()
+      for (const transport of TRANSPORTS) {
+        await expectRefused(wildcard.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectAdmitted(wildcard.url, { cookie, origin: wildcard.origin, transports: [transport] })
+      }
+    } finally { await wildcard.close() }
+  })
+})

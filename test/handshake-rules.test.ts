@@ -1,0 +1,108 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { FastifySessionObject } from '@fastify/session'
+import { connected, refusedWith, sessionIdOf, startApp } from './support/app'
+import type { SessionSocket } from '../lib/types'
+
+const TRANSPORTS = ['polling', 'websocket'] as const
+const TIMEOUT = { timeout: 60_000 }
+
+async function expectForbidden (url: string, options: Parameters<typeof refusedWith>[1]): Promise<void> {
+  const refused = await refusedWith(url, options)
+  assert.equal(refused.code, 'FORBIDDEN')
+  assert.equal((refused.data as { code?: unknown } | undefined)?.code, 'FORBIDDEN')
+}
+
+async function expectAdmitted (url: string, options: Parameters<typeof connected>[1]): Promise<void> {
+  const socket = await connected(url, options)
+  socket.close()
+}
+
+describe('handshake: authorize and namespace rules', TIMEOUT, () => {
+  const refusing: Array<[string, (session: FastifySessionObject) => boolean | Promise<boolean>]> = [
+    ['returns false', () => false],
+    ['throws', () => { throw new Error('rule failed') }],
+    ['resolves false', async () => false],
+    ['rejects', async () => { throw new Error('rule failed later') }]
+  ]
+  for (const [name, authorize] of refusing) {
+    test(`authorize that ${name} -> FORBIDDEN, and no handler sees the socket`, async () => {
+      const t = await startApp({ auth: { authorize } })
+      let connections = 0
+      t.app.io.on('connection', () => { connections++ })
+      try {
+        const cookie = await t.login()
+        for (const transport of TRANSPORTS) await expectForbidden(t.url, { cookie, transports: [transport] })
+        assert.equal(connections, 0)
+      } finally { await t.close() }
+    })
+  }
+
+  test('authorize receives the loaded session (with the user data) and the socket', async () => {
+    const calls: Array<{ user: unknown, sessionId: string, namespace: string, hasCookie: boolean }> = []
+    const t = await startApp({
+      auth: {
+        authorize: async (session: FastifySessionObject, socket: SessionSocket) => {
+          calls.push({
+            user: session.user,
+            sessionId: session.sessionId,
+            namespace: socket.nsp.name,
+            hasCookie: typeof socket.request.headers.cookie === 'string'
+          })
+          return session.user?.name === 'ada'
+        }
+      }
+    })
+    try {
+      const ada = await t.login('ada', 'admin')
+      const bob = await t.login('bob', 'user')
+      await expectAdmitted(t.url, { cookie: ada })
+      await expectForbidden(t.url, { cookie: bob })
+      assert.deepEqual(calls, [
+        { user: { name: 'ada', role: 'admin' }, sessionId: sessionIdOf(ada), namespace: '/', hasCookie: true },
+        { user: { name: 'bob', role: 'user' }, sessionId: sessionIdOf(bob), namespace: '/', hasCookie: true }
+      ])
+    } finally { await t.close() }
+  })
+
+  test("a namespace rule: '/admin' needs role admin while '/' admits any session", async () => {
+    const t = await startApp({ auth: { namespaces: { '/admin': (session) => session.user?.role === 'admin' } } })
+    const admins: unknown[] = []
+    t.app.io.of('/admin').on('connection', (socket) => { admins.push(socket.data.session.user?.name) })
+    try {
+      const user = await t.login('bob', 'user')
+      const admin = await t.login('grace', 'admin')
+      for (const transport of TRANSPORTS) {
+        await expectAdmitted(t.url, { cookie: user, transports: [transport] })
+        await expectForbidden(t.url, { cookie: user, namespace: '/admin', transports: [transport] })
+        await expectAdmitted(t.url, { cookie: admin, namespace: '/admin', transports: [transport] })
+      }
+      assert.deepEqual(admins, ['grace', 'grace'])
+    } finally { await t.close() }
+  })
+
+  test('the global rule and the namespace rule both apply', async () => {
+    const t = await startApp({
+      auth: {
+        authorize: (session) => session.user?.name !== 'banned',
+        namespaces: { '/admin': async (session) => session.user?.role === 'admin' }
+      }
+    })
+    t.app.io.of('/admin')
+    try {
+      const bannedAdmin = await t.login('banned', 'admin')
+      const user = await t.login('bob', 'user')
+      const admin = await t.login('grace', 'admin')
+      for (const transport of TRANSPORTS) {
+        // The global rule refuses, the namespace rule would admit.
+        await expectForbidden(t.url, { cookie: bannedAdmin, namespace: '/admin', transports: [transport] })
+        await expectForbidden(t.url, { cookie: bannedAdmin, transports: [transport] })
+        // The global rule admits, the namespace rule refuses.
+        await expectForbidden(t.url, { cookie: user, namespace: '/admin', transports: [transport] })
+        await expectAdmitted(t.url, { cookie: user, transports: [transport] })
+        // Both admit.
+        await expectAdmitted(t.url, { cookie: admin, namespace: '/admin', transports: [transport] })
+      }
+    } finally { await t.close() }
+  })
+})
