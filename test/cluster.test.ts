@@ -1,8 +1,7 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, refusedWith } from './support/app'
+import { connected, refusedWith, regenerateRoutes } from './support/app'
 import { cookieFromResponse, ending, report, startCluster, staysConnected, type RedisNode } from './support/cluster'
 import { needRedis } from './support/services'
 
@@ -10,21 +9,8 @@ import { needRedis } from './support/services'
 // prefix) and for @socket.io/redis-adapter (one key). Whatever ends a session
 // on one node ends its sockets on every node.
 
-function routes (app: FastifyInstance): void {
-  app.get('/sid', async (request) => ({ sessionId: request.session.sessionId }))
-  app.post('/regenerate', async (request) => {
-    const user = request.session.user
-    await request.session.regenerate()
-    request.session.user = user
-    return { sessionId: request.session.sessionId }
-  })
-  app.io.on('connection', (socket) => {
-    socket.on('sid', (ack: (id: string) => void) => ack(socket.data.session.sessionId))
-  })
-}
-
 async function cluster (t: TestContext, count: number): Promise<RedisNode[]> {
-  return startCluster(t, count, { setup: routes })
+  return startCluster(t, count, { setup: regenerateRoutes })
 }
 
 function closeAll (t: TestContext, sockets: ClientSocket[]): void {

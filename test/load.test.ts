@@ -21,6 +21,7 @@ import { createHmac, randomUUID } from 'node:crypto'
 import { io as connectClient, type Socket as ClientSocket } from 'socket.io-client'
 import { CountingStore, SECRET, cookieValueOf, sleep, startApp } from './support/app'
 import { LEVEL, logCapture, watchProcess } from './support/health'
+import { prng } from './support/prng'
 
 const TOTAL = Math.max(2, Number(process.env.LOAD_HANDSHAKES ?? 2000))
 const SEED = Number(process.env.LOAD_SEED ?? 7)
@@ -29,18 +30,6 @@ type Stats = () => { sessions: number, timers: number }
 
 type Expect = 'ADMIT' | 'SESSION_INVALID' | 'SESSION_REQUIRED' | 'ORIGIN_NOT_ALLOWED'
 interface Attempt { kind: string, cookie?: string, origin?: string, expect: Expect }
-
-/** mulberry32: a small seeded PRNG, so the order is the same on every run. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const signed = (id: string, secret = SECRET): string =>
   `sessionId=${encodeURIComponent(`${id}.${createHmac('sha256', secret).update(id).digest('base64').replace(/=+$/, '')}`)}`

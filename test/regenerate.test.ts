@@ -2,24 +2,16 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, refusedWith, startApp } from './support/app'
+import { connected, refusedWith, regenerateRoutes, startApp } from './support/app'
 import { cookieFromResponse, ending, report } from './support/cluster'
 
 // Regenerate: sockets bound to the old session id are made to re-handshake.
 // The transport closes, the client reconnects by itself, and is admitted only
 // with the new cookie.
 
-/** POST /regenerate: a fresh session id that keeps the user (what a login or privilege change does). */
+// The routes of regenerateRoutes, plus the same 'sid' event on /chat.
 function regenerateRoute (app: FastifyInstance): void {
-  app.post('/regenerate', async (request) => {
-    const user = request.session.user
-    await request.session.regenerate()
-    request.session.user = user
-    return { sessionId: request.session.sessionId }
-  })
-  app.io.on('connection', (socket) => {
-    socket.on('sid', (ack: (id: string) => void) => ack(socket.data.session.sessionId))
-  })
+  regenerateRoutes(app)
   app.io.of('/chat').on('connection', (socket) => {
     socket.on('sid', (ack: (id: string) => void) => ack(socket.data.session.sessionId))
   })

@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import { io as connectClient } from 'socket.io-client'
 import { SECRET, sleep } from './support/app'
 import type { SoakSnapshot } from './support/soak-server'
+import { prng } from './support/prng'
 
 const CYCLES = positiveInt('SOAK_CYCLES', 20_000)
 const WARMUP = positiveInt('SOAK_WARMUP', 3_000)
@@ -38,18 +39,6 @@ const EXPECT: Record<Kind, string> = {
   'foreign origin': 'ORIGIN_NOT_ALLOWED'
 }
 const KINDS: Kind[] = ['valid', 'valid', 'valid+echo', 'valid+echo', 'forged', 'unknown', 'no cookie', 'foreign origin']
-
-/** mulberry32: a small seeded PRNG. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** The server process and a request/answer channel to it. */
 function startServer (): Promise<{ child: ChildProcess, url: string, ask: <T>(message: object) => Promise<T> }> {

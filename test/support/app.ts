@@ -198,3 +198,20 @@ export class CountingStore extends MemoryStore {
     super.destroy(sessionId, callback)
   }
 }
+
+/**
+ * POST /regenerate: a fresh session id that keeps the user (what a login or
+ * privilege change does); GET /sid and the socket event 'sid' tell the id.
+ */
+export function regenerateRoutes (app: FastifyInstance): void {
+  app.get('/sid', async (request) => ({ sessionId: request.session.sessionId }))
+  app.post('/regenerate', async (request) => {
+    const user = request.session.user
+    await request.session.regenerate()
+    request.session.user = user
+    return { sessionId: request.session.sessionId }
+  })
+  app.io.on('connection', (socket) => {
+    socket.on('sid', (ack: (id: string) => void) => ack(socket.data.session.sessionId))
+  })
+}
