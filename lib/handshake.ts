@@ -115,7 +115,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       if (verdict.ok) {
         admissions.set(socket, verdict)
         Object.defineProperty(socket.data, 'session', {
-          get: () => verdict.holder.session,
+          get: sessionGetter(verdict.holder),
           enumerable: true,
           configurable: true
         })
@@ -132,6 +132,12 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
   }) as Guard
   guard.admissionOf = (socket) => admissions.get(socket)
   return guard
+}
+
+// Made out here, so that the getter every socket keeps holds the holder only,
+// not this middleware's scope (and through `next`, Socket.IO's handshake closures).
+function sessionGetter (holder: SessionHolder): () => SessionHolder['session'] {
+  return () => holder.session
 }
 
 function refused (code: RefusalCode, reason: string, key?: string): Refused {

@@ -120,10 +120,7 @@ function isStoredSession (record: unknown): record is StoredSession {
 function callStore<T> (call: (done: (err?: unknown, value?: T) => void) => unknown, timeout: number): Promise<T | undefined> {
   return new Promise((resolve, reject) => {
     let settled = false
-    const timer = setTimeout(() => {
-      settled = true
-      reject(new Error(`session store did not answer within ${timeout} ms`))
-    }, timeout)
+    let timer: NodeJS.Timeout | undefined
     const done = (err?: unknown, value?: T): void => {
       if (settled) return
       settled = true
@@ -138,6 +135,14 @@ function callStore<T> (call: (done: (err?: unknown, value?: T) => void) => unkno
       }
     } catch (err) {
       done(err ?? new Error('session store threw'))
+    }
+    // A store that has answered already (MemoryStore answers synchronously)
+    // needs no timer: one timer less per handshake and per revalidation.
+    if (!settled) {
+      timer = setTimeout(() => {
+        settled = true
+        reject(new Error(`session store did not answer within ${timeout} ms`))
+      }, timeout)
     }
   })
 }
