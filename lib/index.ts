@@ -100,6 +100,11 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
   fastify.addHook('onClose', (_instance, done) => {
     revocation.close()
     if (!owned) return done()
+    // Engine.IO waits up to 30 s for a polling client to fetch its close
+    // packet, on a timer that keeps the process alive; with the HTTP server
+    // closed it never will, so end those waits now.
+    const clients = (io.engine as unknown as { clients: Record<string, { transport: { shouldClose?: () => void } }> }).clients
+    for (const client of Object.values(clients)) client.transport.shouldClose?.()
     // Fastify has closed the HTTP server by now, so Socket.IO's own attempt to
     // close it reports an error that means nothing here.
     io.close(() => done())

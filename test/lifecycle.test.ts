@@ -1,5 +1,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
 import Fastify from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
@@ -202,4 +204,25 @@ describe('lifecycle', TIMEOUT, () => {
     await assert.rejects(async () => { await app.ready() }, /fastify\.io" is already decorated with something that is not a Socket\.IO Server/)
     await app.close().catch(() => {})
   })
+})
+
+test('after app.close() with polling clients on several namespaces, the process exits by itself (no Engine.IO close timer left behind)', TIMEOUT, async () => {
+  const started = Date.now()
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures', 'close-with-polling-client.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const exitCode = await new Promise<number | null>((resolve) => {
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    child.once('exit', (code) => {
+      clearTimeout(killer)
+      resolve(code)
+    })
+  })
+  const tookMs = Date.now() - started
+  assert.equal(output.trim(), 'closed')
+  assert.equal(exitCode, 0, 'the child was killed: something kept the event loop alive after close')
+  // Engine.IO's polling close timer is 30 s; startup under tsx takes a few.
+  assert.ok(tookMs < 15_000, `the process took ${tookMs} ms to exit after close`)
 })
