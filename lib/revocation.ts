@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Adapter } from 'socket.io-adapter'
 import type { Admission } from './handshake'
+import type { EndListener } from './socket-session'
 import type { SessionAccess } from './session-access'
 import { expiryOf } from './session-access'
 import { roomOfKey, sessionKey } from './session-key'
@@ -51,10 +52,18 @@ export class Revocation {
   // session, then binds its socket a moment later: a revocation in between
   // finds no socket to end, so bind() looks here instead.
   readonly #recent = new Map<string, { at: number, reason: RevocationReason }>()
+  // Which entry a bound socket belongs to. With the two handlers below, shared
+  // by every socket, binding allocates no closure per socket.
+  readonly #entryOf = new WeakMap<SessionSocket, Entry>()
+  readonly #onDisconnect: (this: SessionSocket) => void
+  readonly #onSessionEnd: EndListener
   #closed = false
 
   constructor (opts: RevocationOptions) {
     this.#opts = opts
+    const revocation = this
+    this.#onDisconnect = function (this: SessionSocket) { revocation.#unbind(this) }
+    this.#onSessionEnd = (previous, reason) => this.revokeEverywhere(sessionKey(previous.sessionId), reason)
     opts.io.on(CLUSTER_EVENT, (key: unknown, reason: unknown) => {
       if (typeof key === 'string' && REASONS.has(reason as RevocationReason)) this.revokeLocal(key, reason as RevocationReason)
     })
@@ -92,12 +101,13 @@ export class Revocation {
       this.#entries.set(entry.key, entry)
     }
     entry.sockets.set(socket, admission)
-    admission.holder.onEnd ??= (previous, reason) => this.revokeEverywhere(sessionKey(previous.sessionId), reason)
+    admission.holder.onEnd = this.#onSessionEnd
     if (admission.expiresAt !== entry.expiresAt) this.#setExpiry(entry, Math.max(admission.expiresAt, entry.expiresAt))
 
     socket.join(roomOfKey(entry.key))
     const bound = entry
-    socket.once('disconnect', () => this.#unbind(socket, bound))
+    this.#entryOf.set(socket, entry)
+    socket.once('disconnect', this.#onDisconnect)
     if (this.#opts.keepAlive) {
       socket.use((_packet, next) => {
         this.#activity(bound, admission)
@@ -171,7 +181,10 @@ export class Revocation {
     }
   }
 
-  #unbind (socket: SessionSocket, entry: Entry): void {
+  #unbind (socket: SessionSocket): void {
+    const entry = this.#entryOf.get(socket)
+    if (entry === undefined) return
+    this.#entryOf.delete(socket)
     entry.sockets.delete(socket)
     if (entry.sockets.size === 0) this.#forget(entry)
   }

@@ -7,7 +7,7 @@ import { expiryOf } from './session-access'
 import type { RevocationReason } from './types'
 
 type Callback = (err?: unknown) => void
-type EndListener = (previous: FastifySessionObject, reason: RevocationReason) => void
+export type EndListener = (previous: FastifySessionObject, reason: RevocationReason) => void
 
 /**
  * The `request` that a socket's @fastify/session Session belongs to.
