@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createConnection } from 'node:net'
 import { cpus, loadavg, totalmem, type } from 'node:os'
 import { performance } from 'node:perf_hooks'
+import { reachable } from '../test/support/services'
 import { buildForBench } from './build'
 import { Child } from './ipc'
 import type { HandshakeBatch, RevocationBatch } from './client'
@@ -226,7 +226,7 @@ export async function runBench (options: BenchOptions): Promise<BenchReport> {
   const phases = new Set(options.phases ?? PHASES)
   const notes: string[] = []
 
-  const redisUp = options.redis === 'skip' ? false : await reachable(options.redisUrl)
+  const redisUp = options.redis === 'skip' ? false : await reachable(options.redisUrl, 6379)
   if (options.redis === 'require' && !redisUp) {
     throw new Error(`Redis is not reachable at ${options.redisUrl} (start it with: redis-server --daemonize yes --port 6379), or run with --no-redis`)
   }
@@ -673,18 +673,4 @@ function openFileLimit (): number | null {
   } catch {
     return null
   }
-}
-
-function reachable (url: string, timeoutMs = 1000): Promise<boolean> {
-  const { hostname, port } = new URL(url)
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: hostname, port: Number(port || 6379) })
-    const done = (ok: boolean): void => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.once('connect', () => done(true))
-    socket.once('error', () => done(false))
-  })
 }

@@ -4,9 +4,11 @@ import type { TestContext } from 'node:test'
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const PG_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
-function reachable (host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+/** Whether something accepts TCP connections at the URL's host and port (or `defaultPort`). */
+export function reachable (url: string, defaultPort?: number, timeoutMs = 1000): Promise<boolean> {
+  const { hostname, port } = new URL(url)
   return new Promise((resolve) => {
-    const socket = createConnection({ host, port })
+    const socket = createConnection({ host: hostname, port: Number(port || defaultPort) })
     const done = (ok: boolean): void => {
       socket.destroy()
       resolve(ok)
@@ -24,7 +26,7 @@ function reachable (host: string, port: number, timeoutMs = 1000): Promise<boole
  */
 async function need (t: TestContext, name: string, url: string, start: string): Promise<boolean> {
   const { hostname, port } = new URL(url)
-  if (await reachable(hostname, Number(port))) return true
+  if (await reachable(url)) return true
   const message = `${name} is not reachable at ${hostname}:${port} (start it with: ${start})`
   if (process.env.CI === 'true') throw new Error(`${message}; under CI=true this test must run`)
   t.skip(message)
