@@ -9,7 +9,8 @@ export const REFUSALS = {
   SESSION_REQUIRED: 'The handshake carried no session cookie: log in over HTTP first.',
   SESSION_INVALID: 'The session cookie is forged, or its session is unknown, destroyed or expired.',
   FORBIDDEN: 'The session is valid, but an authorize rule refused this connection.',
-  ORIGIN_NOT_ALLOWED: 'The handshake came from an Origin this server does not allow.',
+  ORIGIN_NOT_ALLOWED: 'The request came from an Origin (or, without one, a cross-site page) this server does not allow.',
+  JSONP_NOT_ALLOWED: 'JSONP polling is refused: it lets any page read the response. Use the default transports.',
   SESSION_STORE_UNAVAILABLE: 'The session store failed or did not answer in time; try again later.'
 } as const
 
@@ -55,9 +56,34 @@ export const InvalidOptionError = createError(
   TypeError
 )
 
+export const InvalidArgumentError = createError(
+  'FST_SESSION_SOCKET_AUTH_INVALID_ARGUMENT',
+  'fastify-session-socket-auth: %s',
+  500,
+  TypeError
+)
+
 export const UnsupportedSessionPluginError = createError(
   'FST_SESSION_SOCKET_AUTH_UNSUPPORTED_SESSION',
   'fastify-session-socket-auth: could not read the store and signer of @fastify/session (%s). Register @fastify/session ^11 before this plugin.',
+  500
+)
+
+export const UnsupportedUpstreamError = createError(
+  'FST_SESSION_SOCKET_AUTH_UNSUPPORTED_UPSTREAM',
+  'fastify-session-socket-auth: the installed %s does not work the way this version expects (%s). Use the versions in the peer dependency ranges, and report it if they match.',
+  500
+)
+
+export const AlreadyRegisteredError = createError(
+  'FST_SESSION_SOCKET_AUTH_ALREADY_REGISTERED',
+  'fastify-session-socket-auth: registered twice on one HTTP server. Register it once, in the scope where @fastify/session is registered, and use fastify.io everywhere.',
+  500
+)
+
+export const WrongScopeError = createError(
+  'FST_SESSION_SOCKET_AUTH_WRONG_SCOPE',
+  'fastify-session-socket-auth: register it in the same scope as @fastify/session (usually the root, right after it), so that its hooks see every route that can log a session out; it was registered inside another plugin\'s scope.',
   500
 )
 
@@ -72,3 +98,8 @@ export const SessionGoneError = createError(
   'The session no longer exists in the store (logged out, expired or revoked); it cannot be saved from a socket.',
   410
 )
+
+/** A socket-side write refused because the session ended or changed meanwhile: expected, not a fault. */
+export function isWriteRefusal (error: unknown): boolean {
+  return error instanceof SessionConflictError || error instanceof SessionGoneError
+}

@@ -3,24 +3,27 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { ExtendedError } from 'socket.io'
 import type { RefusalCode } from './errors'
 import { refusal } from './errors'
+import { redactError } from './log'
 import type { SessionRule } from './options'
 import type { OriginCheck } from './origin'
 import type { SessionAccess } from './session-access'
 import { expiryOf } from './session-access'
-import { SessionHolder } from './socket-session'
 import { sessionKey } from './session-key'
+import type { HolderDeps } from './socket-session'
+import { SessionHolder } from './socket-session'
 import type { SessionSocket } from './types'
 
 export interface HandshakeDeps {
   access: SessionAccess
+  holder: HolderDeps
   readSessionCookie: (request: IncomingMessage) => string | undefined
-  originAllowed: OriginCheck
+  originRefusal: OriginCheck
   authorize: SessionRule | undefined
   namespaceRules: ReadonlyMap<string, SessionRule>
   log: FastifyBaseLogger
 }
 
-/** A verified Engine.IO connection: its session, and when that session expires. */
+/** A socket the session admitted: its session, and when that session expires. */
 export interface Admission {
   ok: true
   holder: SessionHolder
@@ -46,21 +49,19 @@ export type Guard = ((socket: SessionSocket, next: (err?: ExtendedError) => void
 }
 
 /**
- * The namespace middleware that admits or refuses every socket. A handshake
- * reads top to bottom in `verifyConnection`; rules run per namespace.
- *
- * All namespaces of one Engine.IO connection share a single verification
- * (one cookie, one store read), kept as long as the connection lives.
+ * The namespace middleware that admits or refuses every socket: every
+ * namespace a connection opens, at any time, is judged on the session as it is
+ * now (one store read per namespace join), never on a verdict from earlier.
+ * The request gate has already judged every HTTP request of the connection.
  */
 export function createHandshakeGuard (deps: HandshakeDeps): Guard {
-  const { access, readSessionCookie, originAllowed, authorize, namespaceRules, log } = deps
-  const verdicts = new WeakMap<object, Promise<Verdict>>()
+  const { access, readSessionCookie, originRefusal, authorize, namespaceRules, log } = deps
   const admissions = new WeakMap<SessionSocket, Admission>()
 
-  async function verifyConnection (request: IncomingMessage): Promise<Verdict> {
-    // Origin first: it needs no cookie or store, and a cross-site page should
-    // learn nothing about the user's session from the answer.
-    if (!originAllowed(request)) return refused('ORIGIN_NOT_ALLOWED', 'origin not allowed')
+  async function admit (socket: SessionSocket): Promise<Verdict> {
+    const request = socket.request
+    // The gate judged this request already; judged again here, the guard is whole on its own.
+    if (originRefusal(request) !== undefined) return refused('ORIGIN_NOT_ALLOWED', 'origin not allowed')
 
     const cookie = readSessionCookie(request)
     if (cookie === undefined) return refused('SESSION_REQUIRED', 'no session cookie')
@@ -72,7 +73,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
     const checkedAt = Date.now()
     const read = await access.read(sessionId)
     switch (read.status) {
-      case 'unavailable': return refused('SESSION_STORE_UNAVAILABLE', `store failed: ${errorText(read.error, sessionId)}`, key)
+      case 'unavailable': return refused('SESSION_STORE_UNAVAILABLE', `store failed: ${redactError(read.error, sessionId).message}`, key)
       case 'missing': return refused('SESSION_INVALID', 'session not in store', key)
       case 'malformed': return refused('SESSION_INVALID', 'store returned a record that is not a session', key)
     }
@@ -80,34 +81,27 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
     const expiresAt = expiryOf(read.record)
     if (expiresAt <= Date.now()) return refused('SESSION_INVALID', 'session expired', key)
 
-    return { ok: true, holder: new SessionHolder(request, access, read.record, sessionId), key, sessionId, expiresAt, checkedAt }
-  }
-
-  async function admit (socket: SessionSocket): Promise<Verdict> {
-    let verdict = verdicts.get(socket.conn)
-    if (verdict === undefined) {
-      verdict = verifyConnection(socket.request)
-      verdicts.set(socket.conn, verdict)
+    let holder: SessionHolder
+    try {
+      holder = new SessionHolder(request, deps.holder, read.record, sessionId, key, checkedAt)
+    } catch (error) {
+      log.error({ err: redactError(error, sessionId), session: key }, 'fastify-session-socket-auth: @fastify/session could not restore a stored session; connection refused')
+      return refused('SESSION_INVALID', 'stored session could not be restored', key)
     }
-    const result = await verdict
-    if (!result.ok) return result
-    // A connection outlives its first namespace; the session may not.
-    if (result.expiresAt <= Date.now()) return refused('SESSION_INVALID', 'session expired', result.key)
-
-    const session = result.holder.session
+    const session = holder.session
     try {
       if (authorize !== undefined && await authorize(session, socket) !== true) {
-        return refused('FORBIDDEN', 'authorize rule refused', result.key)
+        return refused('FORBIDDEN', 'authorize rule refused', key)
       }
       const rule = namespaceRules.get(socket.nsp.name)
       if (rule !== undefined && await rule(session, socket) !== true) {
-        return refused('FORBIDDEN', `rule for ${socket.nsp.name} refused`, result.key)
+        return refused('FORBIDDEN', `rule for ${socket.nsp.name} refused`, key)
       }
     } catch (error) {
-      log.error({ err: error, namespace: socket.nsp.name, session: result.key }, 'fastify-session-socket-auth: an authorize rule threw; connection refused')
-      return refused('FORBIDDEN', 'authorize rule threw', result.key)
+      log.error({ err: redactError(error, sessionId), namespace: socket.nsp.name, session: key }, 'fastify-session-socket-auth: an authorize rule threw; connection refused')
+      return refused('FORBIDDEN', 'authorize rule threw', key)
     }
-    return result
+    return { ok: true, holder, key, sessionId, expiresAt, checkedAt }
   }
 
   const guard = ((socket, next) => {
@@ -126,7 +120,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       next(refusal(verdict.code))
     }, (error: unknown) => {
       // Nothing above should throw; if it does, the door stays shut.
-      log.error({ err: error }, 'fastify-session-socket-auth: handshake failed')
+      log.error({ err: redactError(error, undefined) }, 'fastify-session-socket-auth: handshake failed')
       next(refusal('SESSION_STORE_UNAVAILABLE'))
     })
   }) as Guard
@@ -142,9 +136,4 @@ function sessionGetter (holder: SessionHolder): () => SessionHolder['session'] {
 
 function refused (code: RefusalCode, reason: string, key?: string): Refused {
   return { ok: false, code, reason, key }
-}
-
-// A store's error text could quote the key it failed on; the log must not.
-function errorText (error: unknown, sessionId: string): string {
-  return (error instanceof Error ? error.message : String(error)).split(sessionId).join('<session id>')
 }

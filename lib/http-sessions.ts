@@ -1,38 +1,65 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
+import type { SessionAccess } from './session-access'
 import { sessionKey } from './session-key'
+import type { SessionWrites } from './session-writes'
 import type { RevocationReason } from './types'
 
+export interface HttpWatchDeps {
+  access: SessionAccess
+  writes: SessionWrites
+  readCookieValue: (cookies: Record<string, string | undefined>) => string | undefined
+  /** Ends the session's sockets on every node; resolves once overlapping socket writes are undone. */
+  revoke: (key: string, reason: RevocationReason) => Promise<void>
+  /** Tells the other nodes that an HTTP request changed the session. */
+  changed: (key: string) => void
+}
+
+/** The session a request arrived with, as @fastify/session restored it from the cookie. */
+interface Arrival {
+  sessionId: string
+  hash: unknown
+  at: number
+}
+
 /**
- * Turns `request.session.destroy()` and `request.session.regenerate()` in any
- * route into the end of that session's sockets, with no app code: note which
- * stored session a request arrived with, and look again once the route is done.
+ * Turns what routes do to `request.session` into what sockets must see, with
+ * no app code: note which stored session a request arrived with, and look
+ * again once @fastify/session has saved it (its onSend runs before ours).
+ * - destroyed → the session's sockets end with 'logout';
+ * - regenerated → they end with 'regenerate';
+ * - changed and saved → socket writes that read before the change are refused,
+ *   and one that overlapped it is followed by the HTTP change again.
  */
-export function watchHttpSessions (
-  fastify: FastifyInstance,
-  readCookieValue: (cookies: Record<string, string | undefined>) => string | undefined,
-  revoke: (key: string, reason: RevocationReason) => void
-): void {
-  const arrivedWith = new WeakMap<FastifyRequest, string>()
+export function watchHttpSessions (fastify: FastifyInstance, deps: HttpWatchDeps): void {
+  const { access, writes, readCookieValue, revoke, changed } = deps
+  const arrivals = new WeakMap<FastifyRequest, Arrival>()
 
   // Runs after @fastify/session's onRequest, which has loaded request.session.
   fastify.addHook('onRequest', (request, _reply, done) => {
     const session = request.session as FastifySessionObject | null | undefined
-    const value = session?.sessionId === undefined ? undefined : readCookieValue(request.cookies)
-    // Only a session restored from the cookie can have sockets; a new one cannot.
-    if (value !== undefined && value.slice(0, value.lastIndexOf('.')) === session?.sessionId) {
-      arrivedWith.set(request, session.sessionId)
+    const sessionId = session?.sessionId
+    if (sessionId !== undefined) {
+      const value = readCookieValue(request.cookies)
+      // Only a session restored from the cookie can have sockets; a new one
+      // cannot. Verified with the handshake's own unsign, so that custom
+      // signers, prefixes and rotated secrets all count.
+      if (value !== undefined && (value === session?.encryptedSessionId || access.unsign(value) === sessionId)) {
+        arrivals.set(request, { sessionId, hash: access.persistedHash(session as FastifySessionObject), at: Date.now() })
+      }
     }
     done()
   })
 
-  fastify.addHook('onSend', (request, _reply, payload, done) => {
-    const sessionId = arrivedWith.get(request)
-    if (sessionId !== undefined) {
-      const now = request.session as FastifySessionObject | null | undefined
-      if (now === null || now === undefined) revoke(sessionKey(sessionId), 'logout')
-      else if (now.sessionId !== sessionId) revoke(sessionKey(sessionId), 'regenerate')
-    }
-    done(null, payload)
+  fastify.addHook('onSend', async (request) => {
+    const arrival = arrivals.get(request)
+    if (arrival === undefined) return
+    const key = sessionKey(arrival.sessionId)
+    const now = request.session as FastifySessionObject | null | undefined
+    if (now === null || now === undefined) return revoke(key, 'logout')
+    if (now.sessionId !== arrival.sessionId) return revoke(key, 'regenerate')
+    if (access.persistedHash(now) === arrival.hash) return
+    changed(key)
+    return writes.changed(key, arrival.at, () => access.save(now))
   })
 }

@@ -2,16 +2,20 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Server } from 'socket.io'
-import { HandshakeRefusal as HandshakeRefusalClass, REFUSALS } from './errors'
+import { AlreadyRegisteredError, HandshakeRefusal as HandshakeRefusalClass, InvalidArgumentError, InvalidOptionError, REFUSALS, WrongScopeError } from './errors'
 import { createHandshakeGuard } from './handshake'
 import { watchHttpSessions } from './http-sessions'
+import { redactError } from './log'
 import { guardEveryNamespace } from './namespaces'
 import type { OriginPolicy, ResolvedOptions, SessionRule, SessionSocketAuthOptions } from './options'
-import { resolveOptions } from './options'
+import { RECOVERY_REFUSED, resolveOptions } from './options'
 import { buildOriginCheck } from './origin'
+import { createRequestGate } from './request-gate'
 import { REVOKED_EVENT as REVOKED_EVENT_NAME, Revocation } from './revocation'
 import { readSessionAccess } from './session-access'
 import { sessionKey, sessionRoom as sessionRoomOf } from './session-key'
+import { requestOriginReader } from './upstream/fastify'
+import { endPollingWaits, namespacesOf, prependEngineMiddleware, recoversConnectionState } from './upstream/socket-io'
 import type * as Types from './types'
 import type { SessionSocketServer } from './types'
 import './types'
@@ -27,21 +31,14 @@ import './types'
  */
 async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSocketAuthOptions): Promise<void> {
   const opts = resolveOptions(options)
+  checkScope(fastify)
   const access = readSessionAccess(fastify, opts.storeTimeout)
   const { io, owned } = adoptOrCreateServer(fastify, opts)
   const readCookieValue = cookieValueReader(opts)
+  const originRefusal = buildOriginCheck(opts.allowedOrigins, opts.socketIo.cors, requestOriginReader(fastify))
 
-  const guard = createHandshakeGuard({
-    access,
-    readSessionCookie: (request: IncomingMessage) => {
-      const header = request.headers.cookie
-      return header ? readCookieValue(fastify.parseCookie(header)) : undefined
-    },
-    originAllowed: buildOriginCheck(opts.allowedOrigins, opts.socketIo.cors),
-    authorize: opts.authorize,
-    namespaceRules: opts.namespaces,
-    log: fastify.log
-  })
+  // Every HTTP request of the Engine.IO endpoint, before Engine.IO acts on it.
+  prependEngineMiddleware(io, createRequestGate(originRefusal, fastify.log))
 
   const revocation = new Revocation({
     io,
@@ -50,6 +47,24 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     revalidateInterval: opts.revalidateInterval,
     keepAlive: opts.keepAlive,
     keepAliveInterval: opts.keepAliveInterval
+  })
+  const { writes } = revocation
+
+  const guard = createHandshakeGuard({
+    access,
+    holder: {
+      access,
+      writes,
+      onEnd: (previous, reason) => { revocation.revokeEverywhere(sessionKey(previous.sessionId), reason).catch(() => {}) }
+    },
+    readSessionCookie: (request: IncomingMessage) => {
+      const header = request.headers.cookie
+      return header ? readCookieValue(fastify.parseCookie(header)) : undefined
+    },
+    originRefusal,
+    authorize: opts.authorize,
+    namespaceRules: opts.namespaces,
+    log: fastify.log
   })
 
   // Test hook, not API: the registry is internal, yet tests must see it empty
@@ -61,20 +76,30 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
   }))
 
   guardEveryNamespace(io, guard, (socket) => {
-    const admission = guard.admissionOf(socket)
-    if (admission !== undefined) return revocation.bind(socket, admission)
-    // Only reachable if something let a socket skip the middleware chain.
-    fastify.log.error({ namespace: socket.nsp.name }, 'fastify-session-socket-auth: a socket connected without passing the session check; disconnected')
+    try {
+      const admission = guard.admissionOf(socket)
+      if (admission !== undefined) return revocation.bind(socket, admission)
+      // Only reachable if something let a socket skip the middleware chain.
+      fastify.log.error({ namespace: socket.nsp.name }, 'fastify-session-socket-auth: a socket connected without passing the session check; disconnected')
+    } catch (error) {
+      fastify.log.error({ err: redactError(error, guard.admissionOf(socket)?.sessionId), namespace: socket.nsp.name }, 'fastify-session-socket-auth: could not bind a socket to its session; disconnected')
+    }
     socket.disconnect(true)
   })
 
-  watchHttpSessions(fastify, readCookieValue, (key, reason) => revocation.revokeEverywhere(key, reason))
+  watchHttpSessions(fastify, {
+    access,
+    writes,
+    readCookieValue,
+    revoke: (key, reason) => revocation.revokeEverywhere(key, reason),
+    changed: (key) => revocation.changedEverywhere(key)
+  })
 
   fastify.decorate('disconnectSession', async (sessionId: string) => {
     if (typeof sessionId !== 'string' || sessionId.length === 0) {
-      throw new TypeError('disconnectSession(sessionId) takes the session id, e.g. request.session.sessionId')
+      throw new InvalidArgumentError('disconnectSession(sessionId) takes the session id, e.g. request.session.sessionId')
     }
-    revocation.revokeEverywhere(sessionKey(sessionId), 'revoked')
+    await revocation.revokeEverywhere(sessionKey(sessionId), 'revoked')
   })
 
   if (owned) {
@@ -90,7 +115,7 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
       // Only this node's sockets: a node shutting down must not disconnect the cluster.
       // Every namespace: io.local is the main one only, and a socket elsewhere
       // would see a bare transport close instead of a server disconnect.
-      for (const nsp of io._nsps.values()) nsp.local.disconnectSockets(true)
+      for (const nsp of namespacesOf(io)) nsp.local.disconnectSockets(true)
       // Engine.IO connections that never joined a namespace would otherwise
       // hold server.close() open until their heartbeat times out.
       io.engine.close()
@@ -99,23 +124,43 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
   }
   fastify.addHook('onClose', (_instance, done) => {
     revocation.close()
+    releaseServer(fastify)
     if (!owned) return done()
-    // Engine.IO waits up to 30 s for a polling client to fetch its close
-    // packet, on a timer that keeps the process alive; with the HTTP server
-    // closed it never will, so end those waits now.
-    const clients = (io.engine as unknown as { clients: Record<string, { transport: { shouldClose?: () => void } }> }).clients
-    for (const client of Object.values(clients)) client.transport.shouldClose?.()
+    endPollingWaits(io)
     // Fastify has closed the HTTP server by now, so Socket.IO's own attempt to
     // close it reports an error that means nothing here.
     io.close(() => done())
   })
 }
 
+// On the HTTP server, so that a second copy of this package sees it too.
+const REGISTERED = Symbol.for('fastify-session-socket-auth.registered')
+
+/**
+ * One Socket.IO server per HTTP server: a second one would also answer every
+ * upgrade, and Node ends the process when two handle the same socket. And the
+ * scope of @fastify/session: the hooks that see logouts run only for routes in
+ * the scope they are added to.
+ */
+function checkScope (fastify: FastifyInstance): void {
+  const server = fastify.server as unknown as Record<symbol, unknown>
+  if (server[REGISTERED] === true) throw new AlreadyRegisteredError()
+  if (!Object.hasOwn(fastify, 'decryptSession')) throw new WrongScopeError()
+  server[REGISTERED] = true
+}
+
+function releaseServer (fastify: FastifyInstance): void {
+  delete (fastify.server as unknown as Record<symbol, unknown>)[REGISTERED]
+}
+
 function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions): { io: SessionSocketServer, owned: boolean } {
   if (fastify.hasDecorator('io')) {
     const existing: unknown = fastify.io
     if (!(existing instanceof Server)) {
-      throw new TypeError('fastify-session-socket-auth: "fastify.io" is already decorated with something that is not a Socket.IO Server')
+      throw new InvalidOptionError('"fastify.io" is already decorated with something that is not a Socket.IO Server')
+    }
+    if (recoversConnectionState(existing)) {
+      throw new InvalidOptionError(RECOVERY_REFUSED)
     }
     fastify.log.debug('fastify-session-socket-auth: guarding the Socket.IO server another plugin created')
     const ignored = Object.keys(opts.socketIo)

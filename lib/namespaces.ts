@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events'
 import type { Namespace } from 'socket.io'
 import type { SessionSocket, SessionSocketServer } from './types'
+import { namespacesOf, prependNamespaceMiddleware } from './upstream/socket-io'
 
 type Middleware = Parameters<Namespace['use']>[0]
 
@@ -18,13 +19,10 @@ export function guardEveryNamespace (io: SessionSocketServer, guard: Middleware,
   const install = (nsp: Namespace): void => {
     if (guarded.has(nsp)) return
     guarded.add(nsp)
-    const fns = (nsp as unknown as { _fns?: unknown })._fns
-    if (Array.isArray(fns)) fns.unshift(guard)
-    else nsp.use(guard)
+    prependNamespaceMiddleware(nsp, guard)
     // 'connect' fires just before 'connection': first in line for both.
     ;(nsp as unknown as EventEmitter).prependListener('connect', onConnection)
   }
-  const existing = (io as unknown as { _nsps?: Map<string, Namespace> })._nsps
-  for (const nsp of existing?.values() ?? [io.of('/')]) install(nsp)
+  for (const nsp of namespacesOf(io)) install(nsp)
   io.on('new_namespace', install)
 }

@@ -161,18 +161,11 @@ function originPolicy (value: unknown): OriginPolicy | undefined {
   throw new InvalidOptionError(`"allowedOrigins" must be an array of origins or a function (origin, request) => boolean, got ${describe(value)}.`)
 }
 
+export const RECOVERY_REFUSED = '"connectionStateRecovery" is not supported: Socket.IO replays a recovered socket\'s missed packets and rooms while it builds the socket, before any middleware can check the session, so a client that has been logged out (or another user in the same browser) would receive them. Remove the option; clients reconnect with a fresh handshake and should fetch what they missed.'
+
 function checkSocketIoOptions (socketIo: Record<string, unknown>): Partial<ServerOptions> {
-  const recovery = socketIo.connectionStateRecovery
-  if (recovery === undefined) return socketIo as Partial<ServerOptions>
-  if (recovery === null || typeof recovery !== 'object') {
-    throw new InvalidOptionError(`"connectionStateRecovery" must be an object, got ${describe(recovery)}.`)
-  }
-  if ((recovery as { skipMiddlewares?: unknown }).skipMiddlewares === true) {
-    throw new InvalidOptionError('"connectionStateRecovery.skipMiddlewares" must not be true: recovered sockets would skip the session check. Leave it unset.')
-  }
-  // Socket.IO defaults skipMiddlewares to true, which would let a recovered
-  // socket in without a session check; recovery stays, the check stays too.
-  return { ...socketIo, connectionStateRecovery: { ...recovery, skipMiddlewares: false } } as Partial<ServerOptions>
+  if (socketIo.connectionStateRecovery !== undefined) throw new InvalidOptionError(RECOVERY_REFUSED)
+  return socketIo as Partial<ServerOptions>
 }
 
 function describe (value: unknown): string {

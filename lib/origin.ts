@@ -1,47 +1,79 @@
 import type { IncomingMessage } from 'node:http'
 import type { ServerOptions } from 'socket.io'
 import type { OriginPolicy } from './options'
+import type { RequestOrigin } from './upstream/fastify'
 
-export type OriginCheck = (request: IncomingMessage) => boolean
+/** Why a request's origin was refused, for the log; undefined when it is allowed. */
+export type OriginCheck = (request: IncomingMessage) => string | undefined
 
 /**
- * Browsers apply no CORS to WebSockets and send cookies with them, so any page
- * a user visits could open a socket as that user (cross-site WebSocket
- * hijacking). The Origin header is the one thing such a page cannot forge.
+ * Browsers send cookies with WebSockets and with no-cors requests (a
+ * `<script src>`, an `<img>`, a form POST) from any page, so any page a user
+ * visits could act as that user (cross-site WebSocket hijacking, or the same
+ * over polling). Two headers tell such a request apart, and a page cannot forge
+ * either: Origin, and Fetch Metadata's Sec-Fetch-Site.
  *
- * Allowed: no Origin at all (not a browser; it cannot ride a user's cookie),
- * the app's own origin (Origin's host equals the Host header), exact origins
- * from `allowedOrigins`, and exact origins already listed in Socket.IO's
- * `cors.origin`, so that CORS and this check are configured once.
- * A function policy decides alone for every request that carries an Origin.
+ * Allowed: the app's own origin (same scheme and host as Fastify sees them),
+ * exact origins from `allowedOrigins` and from Socket.IO's `cors.origin` (so
+ * CORS and this check are configured once), or what a function policy says.
+ * Without Origin (browsers omit it on no-cors GETs): allowed unless
+ * Sec-Fetch-Site says another site's or another origin's page sent it, as
+ * OWASP's resource isolation policy does. No Origin and no Fetch Metadata at
+ * all is not a browser (socket.io-client in Node, a mobile app): it cannot
+ * ride a user's cookie, and is judged on its cookie alone.
  */
-export function buildOriginCheck (policy: OriginPolicy | undefined, cors: ServerOptions['cors']): OriginCheck {
+export function buildOriginCheck (
+  policy: OriginPolicy | undefined,
+  cors: ServerOptions['cors'],
+  readOrigin: (request: IncomingMessage) => RequestOrigin
+): OriginCheck {
   if (typeof policy === 'function') {
     return (request) => {
       const origin = request.headers.origin
-      return origin === undefined || policy(origin, request) === true
+      if (origin === undefined) return fetchMetadataRefusal(request)
+      return policy(origin, request) === true ? undefined : 'origin refused by the allowedOrigins function'
     }
   }
-  const listed = new Set<string>([...(policy ?? []), ...corsOrigins(cors)].map((origin) => origin.toLowerCase()))
+  const listed = new Set<string>([...(policy ?? []), ...corsOrigins(cors)].map(normalize).filter((origin) => origin !== ''))
   return (request) => {
     const origin = request.headers.origin
-    if (origin === undefined) return true
-    if (listed.size !== 0 && listed.has(origin.toLowerCase())) return true
-    return isSameOrigin(origin, request)
+    if (origin === undefined) return fetchMetadataRefusal(request)
+    const normalized = normalize(origin)
+    if (normalized === '') return 'Origin is not a single scheme://host[:port]'
+    if (listed.has(normalized)) return undefined
+    const own = readOrigin(request)
+    const ownOrigin = `${own.protocol}://${own.host}`
+    // A Host-less request has no origin of its own to match.
+    if (own.host.length !== 0 && normalized === normalize(ownOrigin)) return undefined
+    return `Origin ${normalized} is neither this app's origin as Fastify sees it (${ownOrigin}) nor listed in allowedOrigins`
   }
 }
 
-// An origin's scheme (RFC 3986): what a browser puts before "://".
-const SCHEME = /^[a-z][a-z0-9+.-]*$/i
+function fetchMetadataRefusal (request: IncomingMessage): string | undefined {
+  const site = request.headers['sec-fetch-site']
+  // 'none' is a navigation the user started (address bar, bookmark).
+  if (site === undefined || site === 'same-origin' || site === 'none') return undefined
+  return `no Origin, and Sec-Fetch-Site is ${site}`
+}
 
-// Behind a proxy that rewrites Host, list the public origin in allowedOrigins.
-function isSameOrigin (origin: string, request: IncomingMessage): boolean {
-  const scheme = origin.indexOf('://')
-  // "null" (sandboxed frames, file: pages) and anything else unparsable is not our origin,
-  // nor are two Origin headers joined by a comma ("null, http://host").
-  if (scheme <= 0 || !SCHEME.test(origin.slice(0, scheme))) return false
-  const host = request.headers.host
-  return host !== undefined && host.length > 0 && origin.slice(scheme + 3).toLowerCase() === host.toLowerCase()
+// An origin's scheme (RFC 3986): what a browser puts before "://".
+const ORIGIN = /^([a-z][a-z0-9+.-]*):\/\/([^/?#@\s,]+)$/i
+const DEFAULT_PORTS: Readonly<Record<string, string>> = { http: ':80', https: ':443' }
+
+/**
+ * Lower case, without the scheme's default port, so that `https://a.example`
+ * and `https://a.example:443` compare equal. Anything that is not a single
+ * `scheme://host[:port]` ("null" from sandboxed frames and file: pages, two
+ * Origin headers joined by a comma) maps to an empty string, which matches
+ * nothing.
+ */
+function normalize (origin: string): string {
+  const match = ORIGIN.exec(origin)
+  if (match === null) return ''
+  const scheme = (match[1] as string).toLowerCase()
+  const host = (match[2] as string).toLowerCase()
+  const port = DEFAULT_PORTS[scheme]
+  return `${scheme}://${port !== undefined && host.endsWith(port) ? host.slice(0, -port.length) : host}`
 }
 
 function corsOrigins (cors: ServerOptions['cors']): string[] {

@@ -19,8 +19,18 @@ export interface SessionAccess {
   read (sessionId: string): Promise<StoreRead>
   /** A live @fastify/session Session for a stored record, bound to `holder` as its request. */
   restore (holder: object, record: StoredSession, sessionId: string): FastifySessionObject
-  /** Extend a rolling session in the store: its new expiry written onto the freshest record. */
-  touch (session: FastifySessionObject): Promise<void>
+  /** Session#save, called through the class (session data cannot shadow it), bounded by the timeout. */
+  save (session: FastifySessionObject): Promise<void>
+  /** Store#destroy, bounded by the timeout. */
+  destroy (sessionId: string): Promise<void>
+  /** Extend a rolling session in the store: its new expiry written onto the freshest record. Resolves with that expiry, if any. */
+  extend (session: FastifySessionObject): Promise<Date | undefined>
+  /**
+   * A fingerprint of the data @fastify/session last read or wrote for this
+   * session (its private persisted hash): it differs after a request that
+   * changed the session and saved it.
+   */
+  persistedHash (session: FastifySessionObject): unknown
   readonly timeout: number
 }
 
@@ -36,7 +46,6 @@ export type StoreRead =
   | { status: 'unavailable', error: unknown }
 
 interface Signer { unsign (value: string): { valid: boolean, value: string | null } }
-type TouchableStore = SessionStore & { touch?: (id: string, session: unknown, cb: (err?: unknown) => void) => void }
 type SessionClass = new (
   store: SessionStore, request: object, idGenerator: unknown, cookieOpts: unknown,
   signer: Signer, record: unknown, sessionId: string
@@ -48,7 +57,10 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
   // synchronously without touching the store.
   fastify.decryptSession('', probe, () => {})
   const parts = probeParts(probe.session)
-  const { store, signer, Session, idGenerator, cookieOpts } = parts
+  const { store, signer, Session, idGenerator, cookieOpts, persistedHashKey } = parts
+  // Called through the class: a session may hold data under these names.
+  const saveSession = method(Session, 'save') as (this: FastifySessionObject, done: (err?: unknown) => void) => void
+  const touchSession = method(Session, 'touch') as (this: FastifySessionObject) => void
 
   return {
     timeout,
@@ -70,21 +82,31 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
     restore (holder, record, sessionId) {
       return new Session(store, holder, idGenerator, cookieOpts, signer, record, sessionId)
     },
-    touch (session) {
-      session.touch()
+    save (session) {
+      return callStore((done) => { saveSession.call(session, done) }, timeout).then(() => {})
+    },
+    destroy (sessionId) {
+      return callStore((done) => store.destroy(sessionId, done), timeout).then(() => {})
+    },
+    extend (session) {
+      touchSession.call(session)
       const id = session.sessionId
+      const expires = session.cookie.expires ?? undefined
       // Not the store's touch(): @fastify/session judges expiry by the record's
       // cookie.expires, which touch() leaves as it was (connect-redis and
       // connect-pg-simple only move their own TTL), so the session would still
       // end on time at the next HTTP request. Write only the new expiry onto the
       // freshest record instead, so data an HTTP request saved meanwhile is kept.
       return callStore<unknown>((done) => store.get(id, done), timeout).then((record) => {
-        if (!isStoredSession(record)) return
+        if (!isStoredSession(record)) return undefined
         const cookie = record.cookie as StoredSession['cookie'] & { toJSON?: () => Record<string, unknown> }
         const fields = typeof cookie.toJSON === 'function' ? cookie.toJSON() : cookie
-        const updated = { ...record, cookie: { ...fields, expires: session.cookie.expires } }
-        return callStore((done) => store.set(id, updated as never, done), timeout).then(() => {})
+        const updated = { ...record, cookie: { ...fields, expires } }
+        return callStore((done) => store.set(id, updated as never, done), timeout).then(() => expires)
       })
+    },
+    persistedHash (session) {
+      return (session as unknown as Record<symbol, unknown>)[persistedHashKey]
     }
   }
 }
@@ -109,7 +131,16 @@ function isStoredSession (record: unknown): record is StoredSession {
   if (cookie === null || typeof cookie !== 'object' || Array.isArray(cookie)) return false
   const expires = (cookie as { expires?: unknown }).expires
   if (expires !== undefined && expires !== null && !(expires instanceof Date) && typeof expires !== 'string') return false
+  // JSON.parse makes "__proto__" an own key; @fastify/session's constructor
+  // would assign it and so replace the session's prototype.
+  if (Object.hasOwn(record, '__proto__')) return false
   return !(expiryOf(record as StoredSession) === -Infinity)
+}
+
+function method (Session: SessionClass, name: string): (...args: never[]) => unknown {
+  const fn = (Session.prototype as Record<string, unknown>)[name]
+  if (typeof fn !== 'function') throw new UnsupportedSessionPluginError(`Session#${name} not found`)
+  return fn as (...args: never[]) => unknown
 }
 
 /**
@@ -148,11 +179,12 @@ function callStore<T> (call: (done: (err?: unknown, value?: T) => void) => unkno
 }
 
 interface ProbeParts {
-  store: TouchableStore
+  store: SessionStore
   signer: Signer
   Session: SessionClass
   idGenerator: unknown
   cookieOpts: unknown
+  persistedHashKey: symbol
 }
 
 function probeParts (session: unknown): ProbeParts {
@@ -164,7 +196,7 @@ function probeParts (session: unknown): ProbeParts {
     const symbol = symbols.find((s) => s.description === name)
     return symbol === undefined ? undefined : (session as Record<symbol, unknown>)[symbol]
   }
-  const store = field('sessionStore') as TouchableStore | undefined
+  const store = field('sessionStore') as SessionStore | undefined
   const signer = field('cookieSignerKey') as Signer | undefined
   const idGenerator = field('generateId')
   const cookieOpts = field('cookieOpts')
@@ -175,5 +207,9 @@ function probeParts (session: unknown): ProbeParts {
   if (typeof idGenerator !== 'function' || cookieOpts === null || typeof cookieOpts !== 'object') {
     throw new UnsupportedSessionPluginError('session options not found')
   }
-  return { store, signer, Session: (session as { constructor: SessionClass }).constructor, idGenerator, cookieOpts }
+  const persistedHashKey = symbols.find((s) => s.description === 'persistedHash')
+  if (persistedHashKey === undefined || typeof field('persistedHash') !== 'string') {
+    throw new UnsupportedSessionPluginError('persisted hash not found')
+  }
+  return { store, signer, Session: (session as { constructor: SessionClass }).constructor, idGenerator, cookieOpts, persistedHashKey }
 }

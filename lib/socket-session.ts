@@ -4,10 +4,18 @@ import stringify from 'safe-stable-stringify'
 import { SessionConflictError, SessionGoneError } from './errors'
 import type { SessionAccess, StoredSession } from './session-access'
 import { expiryOf } from './session-access'
+import type { SessionWrites } from './session-writes'
 import type { RevocationReason } from './types'
 
 type Callback = (err?: unknown) => void
 export type EndListener = (previous: FastifySessionObject, reason: RevocationReason) => void
+
+export interface HolderDeps {
+  access: SessionAccess
+  writes: SessionWrites
+  /** Called when the socket's session is destroyed or regenerated from a socket handler. */
+  onEnd: EndListener
+}
 
 /**
  * The `request` that a socket's @fastify/session Session belongs to.
@@ -20,20 +28,24 @@ export class SessionHolder {
   readonly raw: IncomingMessage
   readonly headers: IncomingMessage['headers']
   readonly protocol: 'http' | 'https'
-  onEnd: EndListener | undefined
+  readonly #deps: HolderDeps
+  readonly #key: string
   #current: FastifySessionObject
   // What the store held when `#current` was loaded or last saved: the record
   // itself (kept as is, to spend nothing per handshake) or its fingerprint.
   #base: StoredSession | string
-  readonly #access: SessionAccess
+  // When `#base` was read: a revocation or HTTP change after it is not in it.
+  #baseAt: number
 
-  constructor (request: IncomingMessage, access: SessionAccess, record: StoredSession, sessionId: string) {
+  constructor (request: IncomingMessage, deps: HolderDeps, record: StoredSession, sessionId: string, key: string, readAt: number) {
     this.raw = request
     this.headers = request.headers
     this.protocol = (request.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
-    this.#access = access
+    this.#deps = deps
+    this.#key = key
     this.#base = record
-    this.#current = access.restore(this, record, sessionId)
+    this.#baseAt = readAt
+    this.#current = deps.access.restore(this, record, sessionId)
     this.#guardSave(this.#current)
   }
 
@@ -45,7 +57,7 @@ export class SessionHolder {
   set session (next: FastifySessionObject | null) {
     const previous = this.#current
     if (next === null) {
-      this.onEnd?.(previous, 'logout')
+      this.#deps.onEnd(previous, 'logout')
       return
     }
     this.#current = next
@@ -54,18 +66,21 @@ export class SessionHolder {
       // A socket cannot hand the browser a new cookie, so a session
       // regenerated here would be orphaned: end the old one and make the
       // client come back through an HTTP login.
-      this.onEnd?.(previous, 'regenerate')
+      this.#deps.onEnd(previous, 'regenerate')
       return
     }
+    // reload(): what it read is the new base.
     this.#base = fingerprint(next)
+    this.#baseAt = Date.now()
   }
 
   // save() compares the stored record with the one this socket loaded and
-  // refuses to overwrite what someone else saved in between.
+  // refuses to overwrite what someone else saved in between; the write itself
+  // goes through SessionWrites, which keeps it from undoing a logout or an
+  // HTTP change that lands while it runs.
   #guardSave (session: FastifySessionObject): void {
-    const save = Object.getPrototypeOf(session).save as (this: FastifySessionObject) => Promise<void>
     const guarded = (callback?: Callback): Promise<void> | undefined => {
-      const saving = this.#saveChecked(session, save)
+      const saving = this.#deps.writes.run(this.#key, session.sessionId, this.#baseAt, () => this.#saveChecked(session))
       if (typeof callback !== 'function') return saving
       saving.then(() => callback(), callback)
       return undefined
@@ -73,8 +88,10 @@ export class SessionHolder {
     Object.defineProperty(session, 'save', { value: guarded, enumerable: false, configurable: true, writable: true })
   }
 
-  async #saveChecked (session: FastifySessionObject, save: (this: FastifySessionObject) => Promise<void>): Promise<void> {
-    const read = await this.#access.read(session.sessionId)
+  async #saveChecked (session: FastifySessionObject): Promise<void> {
+    const { access } = this.#deps
+    const readAt = Date.now()
+    const read = await access.read(session.sessionId)
     if (read.status === 'unavailable') throw read.error
     if (read.status !== 'found') throw new SessionGoneError()
     const stored = read.record
@@ -86,8 +103,9 @@ export class SessionHolder {
     const theirs = expiryOf(stored)
     const ours = session.cookie.expires?.getTime() ?? Infinity
     if (Number.isFinite(theirs) && theirs > ours) session.cookie.expires = new Date(theirs)
-    await save.call(session)
+    await access.save(session)
     this.#base = fingerprint(session)
+    this.#baseAt = readAt
   }
 
   #baseFingerprint (): string {

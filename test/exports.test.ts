@@ -19,7 +19,7 @@ import { SECRET } from './support/app'
 
 const root = resolve(__dirname, '..')
 const TIMEOUT = { timeout: 180_000 }
-const CODES = ['SESSION_REQUIRED', 'SESSION_INVALID', 'FORBIDDEN', 'ORIGIN_NOT_ALLOWED', 'SESSION_STORE_UNAVAILABLE']
+const CODES = ['SESSION_REQUIRED', 'SESSION_INVALID', 'FORBIDDEN', 'ORIGIN_NOT_ALLOWED', 'JSONP_NOT_ALLOWED', 'SESSION_STORE_UNAVAILABLE']
 
 const childEnv: NodeJS.ProcessEnv = { ...process.env }
 delete childEnv.NODE_OPTIONS

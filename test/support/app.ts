@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { request as httpRequest } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession, { MemoryStore, type FastifySessionOptions } from '@fastify/session'
@@ -213,5 +214,65 @@ export function regenerateRoutes (app: FastifyInstance): void {
   })
   app.io.on('connection', (socket) => {
     socket.on('sid', (ack: (id: string) => void) => ack(socket.data.session.sessionId))
+  })
+}
+
+/**
+ * The socket event `event` adds one to `session.counter` and saves the session
+ * from the socket; it acks 'ok', or the error's code (else the error) as a string.
+ */
+export function saveOnSocketEvent (app: FastifyInstance, event: string): void {
+  app.io.on('connection', (socket) => {
+    socket.on(event, async (ack: (result: string) => void) => {
+      socket.data.session.counter = (socket.data.session.counter ?? 0) + 1
+      try {
+        await socket.data.session.save()
+        ack('ok')
+      } catch (error) {
+        ack(String((error as { code?: unknown }).code ?? error))
+      }
+    })
+  })
+}
+
+export interface EngineAnswer {
+  status: number
+  /** The refusal code of a 403 from the request gate (`{ code }` in the body), if any. */
+  code: string | undefined
+  body: string
+}
+
+/**
+ * One raw HTTP request to the Engine.IO endpoint, as a browser or an attacker
+ * would send it: `query` after `/socket.io/?EIO=4&`, any headers. With
+ * `transport=websocket` in the query it is an upgrade request, and the answer
+ * is the status line the server sends (101 when it accepts).
+ */
+export function engineRequest (url: string, query: string, headers: Record<string, string> = {}, options: { method?: string, body?: string } = {}): Promise<EngineAnswer> {
+  const upgrade = /(^|&)transport=websocket(&|$)/.test(query)
+  const allHeaders: Record<string, string> = upgrade
+    ? { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers }
+    : { ...headers }
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(`${url}/socket.io/?EIO=4&${query}`, { method: options.method ?? 'GET', headers: allHeaders, agent: false })
+    const answer = (status: number, body: string): void => {
+      let code: string | undefined
+      try { code = (JSON.parse(body) as { code?: unknown }).code as string | undefined } catch { code = undefined }
+      resolve({ status, code: typeof code === 'string' ? code : undefined, body })
+    }
+    request.on('upgrade', (response, socket) => {
+      socket.destroy()
+      answer(response.statusCode ?? 0, '')
+    })
+    request.on('response', (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { body += chunk })
+      response.on('end', () => answer(response.statusCode ?? 0, body))
+      response.on('error', reject)
+    })
+    request.on('error', reject)
+    request.setTimeout(5000, () => request.destroy(new Error('no answer within 5 s')))
+    request.end(options.body)
   })
 }

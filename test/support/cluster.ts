@@ -50,6 +50,21 @@ export function ending (socket: ClientSocket, timeoutMs = 5000): Promise<Ending>
   })
 }
 
+/**
+ * Watches the socket, runs `revoke` (a logout, a regenerate, a
+ * disconnectSession...) and resolves with how the socket then ended.
+ */
+export async function endingAfter (socket: ClientSocket, revoke: () => Promise<unknown>, timeoutMs = 5000): Promise<Ending> {
+  const end = ending(socket, timeoutMs)
+  try {
+    await revoke()
+  } catch (error) {
+    end.catch(() => {})
+    throw error
+  }
+  return await end
+}
+
 /** Resolves true if the socket stayed connected (no disconnect event) for `ms`. */
 export function staysConnected (socket: ClientSocket, ms: number): Promise<boolean> {
   return new Promise((resolve) => {

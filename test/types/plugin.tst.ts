@@ -33,7 +33,7 @@ describe('exports (import x = require())', () => {
     expect(sessionSocketAuth.REVOKED_EVENT).type.toBe<'session:revoked'>()
     expect(sessionSocketAuth.sessionRoom).type.toBe<(sessionId: string) => string>()
     expect<keyof typeof sessionSocketAuth.REFUSAL_CODES>().type.toBe<
-      'SESSION_REQUIRED' | 'SESSION_INVALID' | 'FORBIDDEN' | 'ORIGIN_NOT_ALLOWED' | 'SESSION_STORE_UNAVAILABLE'
+      'SESSION_REQUIRED' | 'SESSION_INVALID' | 'FORBIDDEN' | 'ORIGIN_NOT_ALLOWED' | 'JSONP_NOT_ALLOWED' | 'SESSION_STORE_UNAVAILABLE'
     >()
     expect<sessionSocketAuth.RefusalCode>().type.toBe<keyof typeof sessionSocketAuth.REFUSAL_CODES>()
     expect<sessionSocketAuth.RevokedPayload>().type.toBe<{ reason: 'logout' | 'regenerate' | 'expired' | 'revoked' }>()

@@ -1,0 +1,61 @@
+import type { Namespace, Server } from 'socket.io'
+import { UnsupportedUpstreamError } from '../errors'
+
+/**
+ * The only place that touches Socket.IO's and Engine.IO's internals. Each
+ * helper says which private it reads and what public API would replace it
+ * (collected in docs/upstream.md).
+ */
+
+type Middleware = Parameters<Namespace['use']>[0]
+type EngineMiddleware = Parameters<Server['engine']['use']>[0]
+
+/**
+ * Puts a middleware first on a namespace (private `_fns`), so that no
+ * middleware another plugin added earlier sees a socket before the session
+ * check. Public replacement: `nsp.use(fn, { prepend: true })`.
+ */
+export function prependNamespaceMiddleware (nsp: Namespace, fn: Middleware): void {
+  const fns = (nsp as unknown as { _fns?: unknown })._fns
+  if (!Array.isArray(fns)) throw new UnsupportedUpstreamError('socket.io', 'a namespace has no middleware list (_fns)')
+  fns.unshift(fn)
+}
+
+/** The namespaces that exist now (private `_nsps`). Public replacement: `io.namespaces()`. */
+export function namespacesOf (io: Server): Namespace[] {
+  const nsps = (io as unknown as { _nsps?: unknown })._nsps
+  if (!(nsps instanceof Map)) throw new UnsupportedUpstreamError('socket.io', 'the server has no namespace map (_nsps)')
+  return [...nsps.values()] as Namespace[]
+}
+
+/**
+ * Puts a middleware first on Engine.IO (its `middlewares` list, protected), so
+ * that it judges every HTTP request before any other. Public replacement:
+ * `engine.use(fn, { prepend: true })`.
+ */
+export function prependEngineMiddleware (io: Server, fn: EngineMiddleware): void {
+  const list = (io.engine as unknown as { middlewares?: unknown }).middlewares
+  if (!Array.isArray(list)) throw new UnsupportedUpstreamError('engine.io', 'the server has no middleware list')
+  list.unshift(fn)
+}
+
+/**
+ * Whether the server replays a reconnecting client's missed packets and
+ * rooms (`opts.connectionStateRecovery`, private). Socket.IO does that while
+ * building the socket, before any middleware runs, so no session check can
+ * come first.
+ */
+export function recoversConnectionState (io: Server): boolean {
+  const opts = (io as unknown as { opts?: { connectionStateRecovery?: unknown } }).opts
+  return Boolean(opts?.connectionStateRecovery)
+}
+
+/**
+ * Ends Engine.IO's wait (up to 30 s, on a timer that keeps the process alive)
+ * for polling clients to fetch their close packet, once the HTTP server is
+ * closed and they never will (private `clients`, `transport.shouldClose`).
+ */
+export function endPollingWaits (io: Server): void {
+  const clients = (io.engine as unknown as { clients?: Record<string, { transport?: { shouldClose?: () => void } }> }).clients
+  for (const client of Object.values(clients ?? {})) client.transport?.shouldClose?.()
+}
