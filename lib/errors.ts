@@ -81,6 +81,18 @@ export const AlreadyRegisteredError = createError(
   500
 )
 
+export const SessionPluginMissingError = createError(
+  'FST_SESSION_SOCKET_AUTH_NO_SESSION_PLUGIN',
+  'fastify-session-socket-auth: register @fastify/session before this plugin, in the same scope: await app.register(fastifyCookie); await app.register(fastifySession, { secret, store }); await app.register(sessionSocketAuth).',
+  500
+)
+
+export const SecureSessionUnsupportedError = createError(
+  'FST_SESSION_SOCKET_AUTH_SECURE_SESSION',
+  'fastify-session-socket-auth: @fastify/secure-session is not supported: its session lives only in the encrypted cookie, so there is no store to check a socket against, and no way to revoke one (logout cannot reach a copy of the cookie). Use @fastify/session with a store.',
+  500
+)
+
 export const WrongScopeError = createError(
   'FST_SESSION_SOCKET_AUTH_WRONG_SCOPE',
   'fastify-session-socket-auth: register it in the same scope as @fastify/session (usually the root, right after it), so that its hooks see every route that can log a session out; it was registered inside another plugin\'s scope.',

@@ -6,12 +6,13 @@ import { refusal } from './errors'
 import { redactError } from './log'
 import type { SessionRule } from './options'
 import type { OriginCheck } from './origin'
+import type { RefusalLog } from './refusal-log'
 import type { SessionAccess } from './session-access'
 import { expiryOf } from './session-access'
 import { sessionKey } from './session-key'
 import type { HolderDeps } from './socket-session'
 import { SessionHolder } from './socket-session'
-import type { SessionSocket } from './types'
+import type { RevocationReason, SessionSocket } from './types'
 
 export interface HandshakeDeps {
   access: SessionAccess
@@ -21,6 +22,9 @@ export interface HandshakeDeps {
   authorize: SessionRule | undefined
   namespaceRules: ReadonlyMap<string, SessionRule>
   log: FastifyBaseLogger
+  logRefusal: RefusalLog
+  /** The revocation memory: what ended this session after `since`, if this node has heard of it. */
+  revokedSince: (key: string, since: number) => RevocationReason | undefined
 }
 
 /** A socket the session admitted: its session, and when that session expires. */
@@ -55,7 +59,7 @@ export type Guard = ((socket: SessionSocket, next: (err?: ExtendedError) => void
  * The request gate has already judged every HTTP request of the connection.
  */
 export function createHandshakeGuard (deps: HandshakeDeps): Guard {
-  const { access, readSessionCookie, originRefusal, authorize, namespaceRules, log } = deps
+  const { access, readSessionCookie, originRefusal, authorize, namespaceRules, log, logRefusal, revokedSince } = deps
   const admissions = new WeakMap<SessionSocket, Admission>()
 
   async function admit (socket: SessionSocket): Promise<Verdict> {
@@ -101,6 +105,10 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       log.error({ err: redactError(error, sessionId), namespace: socket.nsp.name, session: key }, 'fastify-session-socket-auth: an authorize rule threw; connection refused')
       return refused('FORBIDDEN', 'authorize rule threw', key)
     }
+    // A logout while the store read or an async rule ran: what was read is
+    // stale. Checked last, as Socket.IO emits 'connection' right after.
+    const revoked = revokedSince(key, checkedAt)
+    if (revoked !== undefined) return refused('SESSION_INVALID', `session ended (${revoked}) during the handshake`, key)
     return { ok: true, holder, key, sessionId, expiresAt, checkedAt }
   }
 
@@ -116,7 +124,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
         next()
         return
       }
-      log.debug({ code: verdict.code, reason: verdict.reason, namespace: socket.nsp.name, session: verdict.key }, 'fastify-session-socket-auth: handshake refused')
+      logRefusal(verdict.code, { reason: verdict.reason, namespace: socket.nsp.name, session: verdict.key })
       next(refusal(verdict.code))
     }, (error: unknown) => {
       // Nothing above should throw; if it does, the door stays shut.

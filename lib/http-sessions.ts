@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
 import type { SessionAccess } from './session-access'
+import { expiryOf } from './session-access'
 import { sessionKey } from './session-key'
 import type { SessionWrites } from './session-writes'
 import type { RevocationReason } from './types'
@@ -11,14 +12,15 @@ export interface HttpWatchDeps {
   readCookieValue: (cookies: Record<string, string | undefined>) => string | undefined
   /** Ends the session's sockets on every node; resolves once overlapping socket writes are undone. */
   revoke: (key: string, reason: RevocationReason) => Promise<void>
-  /** Tells the other nodes that an HTTP request changed the session. */
-  changed: (key: string) => void
+  /** An HTTP request changed the session, or moved its expiry earlier: tell every node (this one included). */
+  changed: (key: string, expiresAt: number) => void
 }
 
 /** The session a request arrived with, as @fastify/session restored it from the cookie. */
 interface Arrival {
   sessionId: string
   hash: unknown
+  expiresAt: number
   at: number
 }
 
@@ -29,7 +31,8 @@ interface Arrival {
  * - destroyed → the session's sockets end with 'logout';
  * - regenerated → they end with 'regenerate';
  * - changed and saved → socket writes that read before the change are refused,
- *   and one that overlapped it is followed by the HTTP change again.
+ *   and one that overlapped it is followed by the HTTP change again; an
+ *   earlier expiry reaches the sockets' timers on every node.
  */
 export function watchHttpSessions (fastify: FastifyInstance, deps: HttpWatchDeps): void {
   const { access, writes, readCookieValue, revoke, changed } = deps
@@ -45,7 +48,8 @@ export function watchHttpSessions (fastify: FastifyInstance, deps: HttpWatchDeps
       // cannot. Verified with the handshake's own unsign, so that custom
       // signers, prefixes and rotated secrets all count.
       if (value !== undefined && (value === session?.encryptedSessionId || access.unsign(value) === sessionId)) {
-        arrivals.set(request, { sessionId, hash: access.persistedHash(session as FastifySessionObject), at: Date.now() })
+        const restored = session as FastifySessionObject
+        arrivals.set(request, { sessionId, hash: access.persistedHash(restored), expiresAt: expiryOf(restored), at: Date.now() })
       }
     }
     done()
@@ -58,8 +62,12 @@ export function watchHttpSessions (fastify: FastifyInstance, deps: HttpWatchDeps
     const now = request.session as FastifySessionObject | null | undefined
     if (now === null || now === undefined) return revoke(key, 'logout')
     if (now.sessionId !== arrival.sessionId) return revoke(key, 'regenerate')
-    if (access.persistedHash(now) === arrival.hash) return
-    changed(key)
+    // Only what reached the store counts (@fastify/session saved it in its onSend, before this one).
+    if (!access.isSaved(now)) return
+    const expiresAt = expiryOf(now)
+    // A shorter life (session.options({ maxAge })) must reach the sockets' timers now, not at revalidation.
+    if (access.persistedHash(now) === arrival.hash && expiresAt >= arrival.expiresAt) return
+    changed(key, expiresAt)
     return writes.changed(key, arrival.at, () => access.save(now))
   })
 }

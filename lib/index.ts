@@ -2,20 +2,25 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Server } from 'socket.io'
-import { AlreadyRegisteredError, HandshakeRefusal as HandshakeRefusalClass, InvalidArgumentError, InvalidOptionError, REFUSALS, WrongScopeError } from './errors'
+import {
+  AlreadyRegisteredError, HandshakeRefusal as HandshakeRefusalClass, InvalidArgumentError, InvalidOptionError, REFUSALS,
+  SecureSessionUnsupportedError, SessionPluginMissingError, WrongScopeError
+} from './errors'
 import { createHandshakeGuard } from './handshake'
 import { watchHttpSessions } from './http-sessions'
+import { serveOnEveryAddress } from './listen-addresses'
 import { redactError } from './log'
 import { guardEveryNamespace } from './namespaces'
 import type { OriginPolicy, ResolvedOptions, SessionRule, SessionSocketAuthOptions } from './options'
-import { RECOVERY_REFUSED, resolveOptions } from './options'
+import { EIO3_REFUSED, RECOVERY_REFUSED, resolveOptions } from './options'
 import { buildOriginCheck } from './origin'
+import { createRefusalLog } from './refusal-log'
 import { createRequestGate } from './request-gate'
 import { REVOKED_EVENT as REVOKED_EVENT_NAME, Revocation } from './revocation'
 import { readSessionAccess } from './session-access'
 import { sessionKey, sessionRoom as sessionRoomOf } from './session-key'
 import { requestOriginReader } from './upstream/fastify'
-import { endPollingWaits, namespacesOf, prependEngineMiddleware, recoversConnectionState } from './upstream/socket-io'
+import { acceptsEio3, endPollingWaits, isSocketIoServer, namespacesOf, prependEngineMiddleware, recoversConnectionState } from './upstream/socket-io'
 import type * as Types from './types'
 import type { SessionSocketServer } from './types'
 import './types'
@@ -37,8 +42,10 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
   const readCookieValue = cookieValueReader(opts)
   const originRefusal = buildOriginCheck(opts.allowedOrigins, opts.socketIo.cors, requestOriginReader(fastify))
 
-  // Every HTTP request of the Engine.IO endpoint, before Engine.IO acts on it.
-  prependEngineMiddleware(io, createRequestGate(originRefusal, fastify.log))
+  // Every HTTP request of the Engine.IO endpoint, on every address, before Engine.IO acts on it.
+  const logRefusal = createRefusalLog(fastify.log)
+  prependEngineMiddleware(io, createRequestGate(originRefusal, logRefusal))
+  serveOnEveryAddress(fastify)
 
   const revocation = new Revocation({
     io,
@@ -64,7 +71,9 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     originRefusal,
     authorize: opts.authorize,
     namespaceRules: opts.namespaces,
-    log: fastify.log
+    log: fastify.log,
+    logRefusal,
+    revokedSince: (key, since) => revocation.revokedSince(key, since)
   })
 
   // Test hook, not API: the registry is internal, yet tests must see it empty
@@ -92,7 +101,7 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     writes,
     readCookieValue,
     revoke: (key, reason) => revocation.revokeEverywhere(key, reason),
-    changed: (key) => revocation.changedEverywhere(key)
+    changed: (key, expiresAt) => revocation.changedEverywhere(key, expiresAt)
   })
 
   fastify.decorate('disconnectSession', async (sessionId: string) => {
@@ -145,6 +154,9 @@ const REGISTERED = Symbol.for('fastify-session-socket-auth.registered')
 function checkScope (fastify: FastifyInstance): void {
   const server = fastify.server as unknown as Record<symbol, unknown>
   if (server[REGISTERED] === true) throw new AlreadyRegisteredError()
+  if (!fastify.hasDecorator('decryptSession')) {
+    throw fastify.hasDecorator('decodeSecureSession') ? new SecureSessionUnsupportedError() : new SessionPluginMissingError()
+  }
   if (!Object.hasOwn(fastify, 'decryptSession')) throw new WrongScopeError()
   server[REGISTERED] = true
 }
@@ -156,12 +168,11 @@ function releaseServer (fastify: FastifyInstance): void {
 function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions): { io: SessionSocketServer, owned: boolean } {
   if (fastify.hasDecorator('io')) {
     const existing: unknown = fastify.io
-    if (!(existing instanceof Server)) {
+    if (!isSocketIoServer(existing)) {
       throw new InvalidOptionError('"fastify.io" is already decorated with something that is not a Socket.IO Server')
     }
-    if (recoversConnectionState(existing)) {
-      throw new InvalidOptionError(RECOVERY_REFUSED)
-    }
+    if (recoversConnectionState(existing)) throw new InvalidOptionError(RECOVERY_REFUSED)
+    if (acceptsEio3(existing)) throw new InvalidOptionError(EIO3_REFUSED)
     fastify.log.debug('fastify-session-socket-auth: guarding the Socket.IO server another plugin created')
     const ignored = Object.keys(opts.socketIo)
     if (ignored.length !== 0) {
@@ -189,10 +200,30 @@ function cookieValueReader (opts: ResolvedOptions): (cookies: Record<string, str
 fp(sessionSocketAuth, {
   fastify: '5.x',
   name: 'fastify-session-socket-auth',
-  dependencies: ['@fastify/cookie', '@fastify/session']
+  // @fastify/session is checked by the plugin itself, to tell it apart from @fastify/secure-session.
+  dependencies: ['@fastify/cookie']
 })
 
 declare namespace sessionSocketAuth {
+  /**
+   * The app's Socket.IO event maps and socket data, declared once by
+   * augmenting these interfaces (as @fastify/session's `Session` is):
+   * @example
+   * declare module 'fastify-session-socket-auth' {
+   *   interface ClientToServerEvents { chat: (text: string) => void }
+   *   interface ServerToClientEvents { tick: (count: number) => void }
+   *   interface SocketData { joinedAt: number }
+   * }
+   * Then `fastify.io`, every socket, `emit`/`on` and `socket.data` carry them.
+   * Left empty, each falls back to Socket.IO's default (any event, any payload).
+   */
+  export interface ClientToServerEvents {}
+  /** Events the server emits to clients; see `ClientToServerEvents`. */
+  export interface ServerToClientEvents {}
+  /** Events between the nodes of a cluster (`serverSideEmit`); see `ClientToServerEvents`. */
+  export interface InterServerEvents {}
+  /** The app's own fields of `socket.data`, beside `session`; see `ClientToServerEvents`. */
+  export interface SocketData {}
   export type Options = SessionSocketAuthOptions
   export type SessionSocketAuthPluginOptions = SessionSocketAuthOptions
   export type Rule = SessionRule

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import type { FastifyInstance } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
 import type { ServerOptions } from 'socket.io'
 import { InvalidOptionError } from './errors'
@@ -35,8 +36,8 @@ export interface SessionSocketAuthOwnOptions {
   keepAlive?: boolean
   /** With `keepAlive`, the most often one session is written to the store, in ms. Default 60000. */
   keepAliveInterval?: number
-  /** Replaces the default pre-close step (disconnect this node's sockets), as in fastify-socket.io. */
-  preClose?: (done: () => void) => void
+  /** Replaces the default pre-close step (disconnect this node's sockets), as in fastify-socket.io. `this` is the Fastify instance. */
+  preClose?: (this: FastifyInstance, done: () => void) => void
 }
 
 /** Every Socket.IO `ServerOptions` key, at the top level, plus this plugin's own. */
@@ -52,7 +53,7 @@ export interface ResolvedOptions {
   revalidateInterval: number | false
   keepAlive: boolean
   keepAliveInterval: number
-  preClose: ((done: () => void) => void) | undefined
+  preClose: ((this: FastifyInstance, done: () => void) => void) | undefined
   socketIo: Partial<ServerOptions>
 }
 
@@ -90,7 +91,7 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
   if (cookieName.length === 0) throw new InvalidOptionError('"cookieName" must not be empty; use the cookieName you gave @fastify/session.')
   const cookiePrefix = optional(opts, 'cookiePrefix', 'string', '')
   const authorize = optional<SessionRule | undefined>(opts, 'authorize', 'function', undefined)
-  const preClose = optional<((done: () => void) => void) | undefined>(opts, 'preClose', 'function', undefined)
+  const preClose = optional<ResolvedOptions['preClose']>(opts, 'preClose', 'function', undefined)
   const storeTimeout = positiveMs(opts, 'storeTimeout', 5000)
   const keepAlive = optional(opts, 'keepAlive', 'boolean', false)
   const keepAliveInterval = positiveMs(opts, 'keepAliveInterval', 60_000)
@@ -163,8 +164,11 @@ function originPolicy (value: unknown): OriginPolicy | undefined {
 
 export const RECOVERY_REFUSED = '"connectionStateRecovery" is not supported: Socket.IO replays a recovered socket\'s missed packets and rooms while it builds the socket, before any middleware can check the session, so a client that has been logged out (or another user in the same browser) would receive them. Remove the option; clients reconnect with a fresh handshake and should fetch what they missed.'
 
+export const EIO3_REFUSED = '"allowEIO3" is not supported: Socket.IO v2 clients join "/" during the Engine.IO handshake itself, and on plain-http sites browsers send a cross-site <img> or <script> request with the user\'s cookie and neither Origin nor Fetch Metadata, so any page could connect as the user. Upgrade clients to socket.io-client 3 or later.'
+
 function checkSocketIoOptions (socketIo: Record<string, unknown>): Partial<ServerOptions> {
   if (socketIo.connectionStateRecovery !== undefined) throw new InvalidOptionError(RECOVERY_REFUSED)
+  if (socketIo.allowEIO3 === true) throw new InvalidOptionError(EIO3_REFUSED)
   return socketIo as Partial<ServerOptions>
 }
 

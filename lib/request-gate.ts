@@ -1,8 +1,8 @@
 import { ServerResponse, type IncomingMessage } from 'node:http'
-import type { FastifyBaseLogger } from 'fastify'
 import type { RefusalCode } from './errors'
 import { REFUSALS } from './errors'
 import type { OriginCheck } from './origin'
+import type { RefusalLog } from './refusal-log'
 
 /** Engine.IO's middleware signature (`io.engine.use`). */
 export type EngineMiddleware = (request: IncomingMessage, response: ServerResponse, next: (err?: Error) => void) => void
@@ -15,11 +15,17 @@ export type EngineMiddleware = (request: IncomingMessage, response: ServerRespon
  * the handshake was. Refused requests get a 403 with `{ code, message }`;
  * nothing reads the cookie or the store for them.
  */
-export function createRequestGate (originRefusal: OriginCheck, log: FastifyBaseLogger): EngineMiddleware {
+export function createRequestGate (originRefusal: OriginCheck, logRefusal: RefusalLog): EngineMiddleware {
   return (request, response, next) => {
     const refusal = judge(request, originRefusal)
     if (refusal === undefined) return next()
-    log.debug({ code: refusal.code, reason: refusal.reason, origin: request.headers.origin, method: request.method }, 'fastify-session-socket-auth: Engine.IO request refused')
+    logRefusal(refusal.code, {
+      reason: refusal.reason,
+      origin: request.headers.origin,
+      secFetchSite: request.headers['sec-fetch-site'],
+      host: request.headers.host,
+      method: request.method
+    })
     refuse(request, response, refusal.code)
     // Engine.IO sees the response already sent (or the socket gone) and adds nothing.
     next(new Error(refusal.code))

@@ -1,5 +1,4 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { Adapter } from 'socket.io-adapter'
 import type { Admission } from './handshake'
 import { isWriteRefusal } from './errors'
 import { redactError } from './log'
@@ -7,6 +6,7 @@ import type { SessionAccess } from './session-access'
 import { expiryOf } from './session-access'
 import { roomOfKey } from './session-key'
 import { SessionWrites } from './session-writes'
+import { reachesOtherNodes } from './upstream/socket-io'
 import type { RevocationReason, RevokedPayload, SessionSocket, SessionSocketServer } from './types'
 
 type EngineSocket = SessionSocket['conn']
@@ -82,8 +82,12 @@ export class Revocation {
     opts.io.on(CLUSTER_EVENT, (key: unknown, reason: unknown) => {
       if (typeof key === 'string' && REASONS.has(reason as RevocationReason)) this.#guarded('a revocation from another node', () => this.revokeLocal(key, reason as RevocationReason))
     })
-    opts.io.on(CHANGE_EVENT, (key: unknown) => {
-      if (typeof key === 'string') this.#guarded('a session change from another node', () => this.writes.changedElsewhere(key))
+    opts.io.on(CHANGE_EVENT, (key: unknown, expiresAt: unknown) => {
+      if (typeof key !== 'string' || typeof expiresAt !== 'number') return
+      this.#guarded('a session change from another node', () => {
+        this.writes.changedElsewhere(key)
+        this.#expiresBy(key, expiresAt >= Number.MAX_VALUE ? Infinity : expiresAt)
+      })
     })
   }
 
@@ -150,9 +154,19 @@ export class Revocation {
     return repaired
   }
 
-  /** An HTTP request on this node changed and saved a session: let the other nodes know. */
-  changedEverywhere (key: string): void {
-    this.#tellOtherNodes(CHANGE_EVENT, key)
+  /** An HTTP request on this node changed and saved a session: apply its expiry here, and let the other nodes know. */
+  changedEverywhere (key: string, expiresAt: number): void {
+    this.#expiresBy(key, expiresAt)
+    // JSON has no Infinity (a session without maxAge): sent as the largest time instead.
+    this.#tellOtherNodes(CHANGE_EVENT, key, Math.min(expiresAt, Number.MAX_VALUE))
+  }
+
+  // A session's life was shortened: its timer must fire at the new end, not the old one.
+  #expiresBy (key: string, expiresAt: number): void {
+    const entry = this.#entries.get(key)
+    if (entry === undefined || expiresAt >= entry.expiresAt) return
+    entry.expiresAt = expiresAt
+    this.#schedule(entry)
   }
 
   /** Ends the session's sockets and connections on this node; resolves once writes of ours that overlapped it are undone. */
@@ -181,10 +195,9 @@ export class Revocation {
     this.#recent.clear()
   }
 
-  #tellOtherNodes (event: string, ...args: string[]): void {
-    const adapter = this.#opts.io.of('/').adapter
+  #tellOtherNodes (event: string, ...args: Array<string | number>): void {
     // The in-memory adapter has no other nodes to tell (and warns if asked).
-    if (adapter.serverSideEmit !== Adapter.prototype.serverSideEmit) {
+    if (reachesOtherNodes(this.#opts.io.of('/').adapter)) {
       this.#guarded('telling the other nodes', () => this.#opts.io.serverSideEmit(event, ...args))
     }
   }

@@ -31,6 +31,8 @@ export interface SessionAccess {
    * changed the session and saved it.
    */
   persistedHash (session: FastifySessionObject): unknown
+  /** Whether the session was saved since it was loaded (Session#isSaved, through the class). */
+  isSaved (session: FastifySessionObject): boolean
   readonly timeout: number
 }
 
@@ -61,6 +63,7 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
   // Called through the class: a session may hold data under these names.
   const saveSession = method(Session, 'save') as (this: FastifySessionObject, done: (err?: unknown) => void) => void
   const touchSession = method(Session, 'touch') as (this: FastifySessionObject) => void
+  const isSavedSession = method(Session, 'isSaved') as (this: FastifySessionObject) => unknown
 
   return {
     timeout,
@@ -107,6 +110,9 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
     },
     persistedHash (session) {
       return (session as unknown as Record<symbol, unknown>)[persistedHashKey]
+    },
+    isSaved (session) {
+      return isSavedSession.call(session) === true
     }
   }
 }
@@ -118,7 +124,7 @@ const MALFORMED: StoreRead = { status: 'malformed' }
  * The moment @fastify/session considers a stored session expired: its cookie's
  * `expires`. A record without one (no maxAge) never expires.
  */
-export function expiryOf (record: StoredSession): number {
+export function expiryOf (record: { cookie: { expires?: string | Date | null } }): number {
   const expires = record.cookie.expires
   if (expires === undefined || expires === null || expires === '') return Infinity
   const time = new Date(expires).getTime()

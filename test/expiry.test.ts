@@ -83,3 +83,27 @@ test('without maxAge the session never expires: the socket stays', async (t) => 
   t.after(() => socket.close())
   assert.ok(await staysConnected(socket, 500))
 })
+
+test('a route that shortens the session moves the socket\'s expiry at once (no revalidation needed)', async (t) => {
+  const app = await startApp({
+    session: { cookie: { secure: false, maxAge: 60_000 } },
+    auth: { revalidateInterval: false },
+    setup: (instance) => {
+      instance.post('/short', async (request) => {
+        request.session.options({ maxAge: 300 })
+        return { ok: true }
+      })
+    }
+  })
+  t.after(() => app.close())
+  const cookie = await app.login()
+  const socket = await connected(app.url, { cookie })
+  t.after(() => socket.close())
+  const end = ending(socket, 3000)
+  const shortenedAt = Date.now()
+  await fetch(`${app.url}/short`, { method: 'POST', headers: { cookie } })
+  const ended = await end
+  assert.equal(ended.reason, 'expired')
+  // Within the new life plus timer slack, far below the old 60 s.
+  assert.ok(ended.disconnectedAt - shortenedAt < 1500, `ended ${ended.disconnectedAt - shortenedAt} ms after the shortening`)
+})

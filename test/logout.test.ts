@@ -4,6 +4,7 @@ import { MemoryStore } from '@fastify/session'
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client'
 import { connect, connected, sleep, startApp } from './support/app'
 import { ending, report, sessionIdFrom, staysConnected } from './support/cluster'
+import { SlowStore } from './support/slow-store'
 
 // Logout: a destroyed session ends every socket opened with it, within a second,
 // with { reason: 'logout' } first and a server disconnect (no auto-reconnect) after.
@@ -161,4 +162,25 @@ test('logout of a session with no sockets, and a second logout, are harmless', a
   result.socket.close()
   assert.equal(result.ok, false)
   assert.equal(result.ok ? '' : result.code, 'SESSION_INVALID')
+})
+
+test('a logout that lands while a namespace join reads the store refuses the join: the app\'s connection handler never runs', async (t) => {
+  const store = new SlowStore({ delay: 0 })
+  const ran: string[] = []
+  const app = await startApp({
+    session: { store },
+    setup: (instance) => { instance.io.of('/other').on('connection', (socket) => { ran.push(socket.data.session.user?.name ?? '') }) }
+  })
+  t.after(() => app.close())
+  const cookie = await app.login('erin')
+  store.delay = 200
+  const join = connect(app.url, { cookie, namespace: '/other' })
+  await sleep(50)
+  store.delay = 0
+  await app.logout(cookie)
+  const result = await join
+  result.socket.close()
+  assert.equal(result.ok ? 'admitted' : result.code, 'SESSION_INVALID')
+  await sleep(100)
+  assert.deepEqual(ran, [], 'no connection handler ran with the ended session')
 })

@@ -1,11 +1,11 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import { Server, type ServerOptions } from 'socket.io'
 import { Manager, io as ioClient, type Socket as ClientSocket } from 'socket.io-client'
 import type { SessionSocketAuthOptions } from '../lib/options'
-import { once, startApp, type StartOptions } from './support/app'
+import { once, registrationError, startApp } from './support/app'
 
 // Connection state recovery is refused at registration, whether asked of this
 // plugin or already set on an adopted fastify.io. The last test measures why:
@@ -13,27 +13,6 @@ import { once, startApp, type StartOptions } from './support/app'
 // middleware runs, so a session check in middleware cannot stop the replay.
 
 const TIMEOUT = { timeout: 60_000 }
-
-/** Starts an app that must fail to register; returns the error, after closing whatever was built. */
-async function registrationError (options: StartOptions): Promise<Error & { code?: string }> {
-  let app: FastifyInstance | undefined
-  const beforeAuth = options.beforeAuth
-  try {
-    const started = await startApp({
-      ...options,
-      beforeAuth: async (instance) => {
-        app = instance
-        await beforeAuth?.(instance)
-      }
-    })
-    await started.close()
-  } catch (error) {
-    return error as Error & { code?: string }
-  } finally {
-    await app?.close().catch(() => {})
-  }
-  assert.fail('registration should have been refused')
-}
 
 /** The registration was refused as an INVALID_OPTION naming connectionStateRecovery. */
 function assertRefusedForRecovery (error: Error & { code?: string }): void {

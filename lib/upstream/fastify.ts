@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { UnsupportedUpstreamError } from '../errors'
 
@@ -55,4 +55,22 @@ function getter (proto: object, name: string): (this: unknown) => unknown {
     if (descriptor?.get !== undefined) return descriptor.get
   }
   throw new UnsupportedUpstreamError('fastify', `Request#${name} is not a getter`)
+}
+
+/**
+ * The extra HTTP servers Fastify listens on besides `fastify.server` (private
+ * symbol `fastify.serverBindings`): `listen({ host: 'localhost' })` binds one
+ * per address localhost resolves to (127.0.0.1 and ::1 on most machines).
+ * Public API that would replace it: `fastify.servers()`, or secondary servers
+ * that re-emit 'request' on the main one as they already do 'upgrade'.
+ */
+export function secondaryServers (fastify: FastifyInstance): Server[] {
+  for (let object: object | null = fastify; object !== null; object = Object.getPrototypeOf(object)) {
+    const symbol = Object.getOwnPropertySymbols(object).find((s) => s.description === 'fastify.serverBindings')
+    if (symbol !== undefined) {
+      const bindings = (object as Record<symbol, unknown>)[symbol]
+      if (Array.isArray(bindings)) return bindings.filter((server): server is Server => server !== fastify.server)
+    }
+  }
+  throw new UnsupportedUpstreamError('fastify', 'the list of server bindings (symbol fastify.serverBindings) was not found')
 }

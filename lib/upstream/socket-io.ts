@@ -50,6 +50,12 @@ export function recoversConnectionState (io: Server): boolean {
   return Boolean(opts?.connectionStateRecovery)
 }
 
+/** Whether Engine.IO accepts protocol v3 (Socket.IO v2) clients (`engine.opts.allowEIO3`, private). */
+export function acceptsEio3 (io: Server): boolean {
+  const opts = (io.engine as unknown as { opts?: { allowEIO3?: unknown } }).opts
+  return opts?.allowEIO3 === true
+}
+
 /**
  * Ends Engine.IO's wait (up to 30 s, on a timer that keeps the process alive)
  * for polling clients to fetch their close packet, once the HTTP server is
@@ -58,4 +64,32 @@ export function recoversConnectionState (io: Server): boolean {
 export function endPollingWaits (io: Server): void {
   const clients = (io.engine as unknown as { clients?: Record<string, { transport?: { shouldClose?: () => void } }> }).clients
   for (const client of Object.values(clients ?? {})) client.transport?.shouldClose?.()
+}
+
+/**
+ * Whether a value is a Socket.IO server, by what it does rather than by
+ * `instanceof`: the app's copy of socket.io and a plugin's could be two.
+ */
+export function isSocketIoServer (value: unknown): value is Server {
+  const io = value as Partial<Server> | null
+  return typeof io === 'object' && io !== null && typeof io.of === 'function' && typeof io.use === 'function' &&
+    typeof io.serverSideEmit === 'function' && typeof io.engine?.use === 'function'
+}
+
+/**
+ * Whether an adapter reaches other nodes: a cluster adapter overrides
+ * `serverSideEmit`, which the in-memory adapter (the class that defines the
+ * room bookkeeping, `addAll`) only warns about. Judged by where the methods
+ * are defined, not by the identity of socket.io-adapter's class, which may
+ * be loaded twice.
+ */
+export function reachesOtherNodes (adapter: object): boolean {
+  return definedOn(adapter, 'serverSideEmit') !== definedOn(adapter, 'addAll')
+}
+
+function definedOn (object: object, name: string): object | null {
+  for (let proto = Object.getPrototypeOf(object) as object | null; proto !== null; proto = Object.getPrototypeOf(proto)) {
+    if (Object.hasOwn(proto, name)) return proto
+  }
+  return null
 }

@@ -33,6 +33,11 @@ export interface StartOptions {
   /** Runs after the plugins, before listen. */
   setup?: (app: FastifyInstance) => void | Promise<void>
   port?: number
+  /**
+   * listen() host, default '127.0.0.1'. With 'localhost' Fastify binds one server per address
+   * localhost resolves to; `url` is then the main server's address.
+   */
+  host?: string
   /** listen() backlog (Node's default is 511), for tests that open thousands of connections at once. */
   backlog?: number
   /** Fastify server options (e.g. a logger), merged over the defaults. */
@@ -67,9 +72,9 @@ export async function startApp (options: StartOptions = {}): Promise<TestApp> {
   app.post('/touch', async () => ({ ok: true }))
   await options.setup?.(app)
 
-  await app.listen({ port: options.port ?? 0, host: '127.0.0.1', ...(options.backlog === undefined ? {} : { backlog: options.backlog }) })
-  const port = (app.server.address() as AddressInfo).port
-  const url = `http://127.0.0.1:${port}`
+  await app.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1', ...(options.backlog === undefined ? {} : { backlog: options.backlog }) })
+  const { address, family, port } = app.server.address() as AddressInfo
+  const url = family === 'IPv6' ? `http://[${address}]:${port}` : `http://${address}:${port}`
   const cookieName = options.session?.cookieName ?? 'sessionId'
 
   return {
@@ -244,7 +249,7 @@ export interface EngineAnswer {
 
 /**
  * One raw HTTP request to the Engine.IO endpoint, as a browser or an attacker
- * would send it: `query` after `/socket.io/?EIO=4&`, any headers. With
+ * would send it: `query` after `/socket.io/?EIO=4&` (or after `?` when it names its own `EIO`), any headers. With
  * `transport=websocket` in the query it is an upgrade request, and the answer
  * is the status line the server sends (101 when it accepts).
  */
@@ -254,7 +259,8 @@ export function engineRequest (url: string, query: string, headers: Record<strin
     ? { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers }
     : { ...headers }
   return new Promise((resolve, reject) => {
-    const request = httpRequest(`${url}/socket.io/?EIO=4&${query}`, { method: options.method ?? 'GET', headers: allHeaders, agent: false })
+    const protocol = /(^|&)EIO=/.test(query) ? '' : 'EIO=4&'
+    const request = httpRequest(`${url}/socket.io/?${protocol}${query}`, { method: options.method ?? 'GET', headers: allHeaders, agent: false })
     const answer = (status: number, body: string): void => {
       let code: string | undefined
       try { code = (JSON.parse(body) as { code?: unknown }).code as string | undefined } catch { code = undefined }
@@ -275,4 +281,25 @@ export function engineRequest (url: string, query: string, headers: Record<strin
     request.setTimeout(5000, () => request.destroy(new Error('no answer within 5 s')))
     request.end(options.body)
   })
+}
+
+/** Starts an app that must fail to register; returns the error, after closing whatever was built. */
+export async function registrationError (options: StartOptions): Promise<Error & { code?: string }> {
+  let app: FastifyInstance | undefined
+  const beforeAuth = options.beforeAuth
+  try {
+    const started = await startApp({
+      ...options,
+      beforeAuth: async (instance) => {
+        app = instance
+        await beforeAuth?.(instance)
+      }
+    })
+    await started.close()
+  } catch (error) {
+    return error as Error & { code?: string }
+  } finally {
+    await app?.close().catch(() => {})
+  }
+  throw new Error('registration should have been refused, but the app started')
 }
