@@ -79,7 +79,7 @@ describe('the built module', TIMEOUT, () => {
     const meta = built[Symbol.for('plugin-meta')] as { name?: string, fastify?: string, dependencies?: string[] }
     assert.equal(meta.name, 'fastify-session-socket-auth')
     assert.equal(meta.fastify, '5.x')
-    assert.deepEqual(meta.dependencies, ['@fastify/cookie', '@fastify/session'])
+    assert.deepEqual(meta.dependencies, ['@fastify/cookie'])
     assert.equal(built[Symbol.for('skip-override')], true, 'not encapsulated: fastify.io reaches the whole app')
   })
 

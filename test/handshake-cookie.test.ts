@@ -281,8 +281,9 @@ describe('logs', TIMEOUT, () => {
     } finally { await t.close() }
 
     const text = lines.join('')
-    const refusals = lines.filter((line) => line.includes('handshake refused'))
-    assert.ok(refusals.length >= 7, `the refusals were logged at debug level (${refusals.length} lines)`)
+    const refusals = lines.filter((line) => line.includes('fastify-session-socket-auth: refused'))
+    assert.ok(refusals.length >= 7, `the refusals were logged (${refusals.length} lines)`)
+    assert.ok(refusals.every((line) => /"fix":"[^"]+"/.test(line)), 'every refusal says what to change')
     assert.ok(text.includes('SESSION_STORE_UNAVAILABLE'), 'the store failure was logged')
     for (const secret of secrets) {
       assert.ok(!text.includes(secret), 'a log line contains a session id or a session cookie')

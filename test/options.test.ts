@@ -2,6 +2,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
+import fastifySecureSession from '@fastify/secure-session'
 import fastifySession from '@fastify/session'
 import sessionSocketAuth from '../lib/index'
 import { SECRET, connect, connected, startApp } from './support/app'
@@ -77,10 +78,22 @@ describe('options are validated at registration', TIMEOUT, () => {
 })
 
 describe('required plugins', TIMEOUT, () => {
-  test('without @fastify/session, start-up fails naming it', async () => {
+  test('without @fastify/session, start-up fails naming it and showing the order', async () => {
     const error = await startupError({}, { session: false })
-    assert.match(error.message, /@fastify\/session/)
+    assert.equal(error.code, 'FST_SESSION_SOCKET_AUTH_NO_SESSION_PLUGIN')
+    assert.match(error.message, /register @fastify\/session before this plugin/)
     assert.match(error.message, /fastify-session-socket-auth/)
+  })
+
+  test('with @fastify/secure-session instead of @fastify/session, start-up says it is not supported and why', async () => {
+    const app = Fastify({ logger: false })
+    try {
+      await app.register(fastifyCookie)
+      await app.register(fastifySecureSession, { key: Buffer.alloc(32, 7), cookie: { path: '/' } })
+      const error = await app.register(sessionSocketAuth).then(() => undefined, (err: Error & { code?: string }) => err)
+      assert.equal(error?.code, 'FST_SESSION_SOCKET_AUTH_SECURE_SESSION')
+      assert.match(error?.message ?? '', /@fastify\/secure-session is not supported: .*no store/)
+    } finally { await app.close().catch(() => {}) }
   })
 
   test('without @fastify/cookie (and @fastify/session), start-up fails naming @fastify/cookie', async () => {

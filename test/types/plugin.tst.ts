@@ -51,6 +51,9 @@ describe('decorators', () => {
   test('fastify.io is a Socket.IO Server', () => {
     expect(app.io).type.toBeAssignableTo<Server>()
     expect(app.io).type.toBe<sessionSocketAuth.SessionSocketServer>()
+    // Nothing declared (typed-events/ declares them in a project of its own): Socket.IO's defaults hold.
+    expect(app.io.emit).type.toBeCallableWith('any-event', 1, 'two', { three: 3 })
+    expect<sessionSocketAuth.SessionSocket['emit']>().type.toBeCallableWith('any-event', 1)
     expect<FastifyInstance['io']>().type.toBe<sessionSocketAuth.SessionSocketServer>()
     expect(app.io.of('/admin').use).type.toBeCallableWith((_socket: sessionSocketAuth.SessionSocket, next: (err?: Error) => void) => next())
   })
