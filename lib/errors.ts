@@ -9,6 +9,8 @@ export const REFUSALS = {
   SESSION_REQUIRED: 'The handshake carried no session cookie: log in over HTTP first.',
   SESSION_INVALID: 'The session cookie is forged, or its session is unknown, destroyed or expired.',
   FORBIDDEN: 'The session is valid, but an authorize rule refused this connection.',
+  USER_REQUIRED: 'The session is valid, but no user is logged in to it: log in first.',
+  USER_UNAVAILABLE: 'The session\'s user could not be loaded; try again later.',
   ORIGIN_NOT_ALLOWED: 'The request came from an Origin (or, without one, a cross-site page) this server does not allow.',
   JSONP_NOT_ALLOWED: 'JSONP polling is refused: it lets any page read the response. Use the default transports.',
   SESSION_STORE_UNAVAILABLE: 'The session store failed or did not answer in time; try again later.'

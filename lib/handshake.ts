@@ -4,9 +4,9 @@ import type { ExtendedError } from 'socket.io'
 import type { RefusalCode } from './errors'
 import { refusal } from './errors'
 import { redactError } from './log'
-import type { SessionRule } from './options'
 import type { OriginCheck } from './origin'
 import type { RefusalLog } from './refusal-log'
+import type { Rules } from './rules'
 import type { SessionAccess } from './session-access'
 import { expiryOf } from './session-access'
 import { sessionKey } from './session-key'
@@ -19,8 +19,7 @@ export interface HandshakeDeps {
   holder: HolderDeps
   readSessionCookie: (request: IncomingMessage) => string | undefined
   originRefusal: OriginCheck
-  authorize: SessionRule | undefined
-  namespaceRules: ReadonlyMap<string, SessionRule>
+  rules: Rules
   log: FastifyBaseLogger
   logRefusal: RefusalLog
   /** The revocation memory: what ended this session after `since`, if this node has heard of it. */
@@ -59,13 +58,14 @@ export type Guard = ((socket: SessionSocket, next: (err?: ExtendedError) => void
  * The request gate has already judged every HTTP request of the connection.
  */
 export function createHandshakeGuard (deps: HandshakeDeps): Guard {
-  const { access, readSessionCookie, originRefusal, authorize, namespaceRules, log, logRefusal, revokedSince } = deps
+  const { access, readSessionCookie, originRefusal, rules, log, logRefusal, revokedSince } = deps
   const admissions = new WeakMap<SessionSocket, Admission>()
 
   async function admit (socket: SessionSocket): Promise<Verdict> {
     const request = socket.request
     // The gate judged this request already; judged again here, the guard is whole on its own.
-    if (originRefusal(request) !== undefined) return refused('ORIGIN_NOT_ALLOWED', 'origin not allowed')
+    const originReason = originRefusal(request)
+    if (originReason !== undefined) return refused('ORIGIN_NOT_ALLOWED', originReason)
 
     const cookie = readSessionCookie(request)
     if (cookie === undefined) return refused('SESSION_REQUIRED', 'no session cookie')
@@ -92,19 +92,10 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       log.error({ err: redactError(error, sessionId), session: key }, 'fastify-session-socket-auth: @fastify/session could not restore a stored session; connection refused')
       return refused('SESSION_INVALID', 'stored session could not be restored', key)
     }
-    const session = holder.session
-    try {
-      if (authorize !== undefined && await authorize(session, socket) !== true) {
-        return refused('FORBIDDEN', 'authorize rule refused', key)
-      }
-      const rule = namespaceRules.get(socket.nsp.name)
-      if (rule !== undefined && await rule(session, socket) !== true) {
-        return refused('FORBIDDEN', `rule for ${socket.nsp.name} refused`, key)
-      }
-    } catch (error) {
-      log.error({ err: redactError(error, sessionId), namespace: socket.nsp.name, session: key }, 'fastify-session-socket-auth: an authorize rule threw; connection refused')
-      return refused('FORBIDDEN', 'authorize rule threw', key)
-    }
+    // Before the rules, which may read them.
+    exposeOn(socket.data, holder)
+    const verdict = await rules(holder, socket)
+    if (!verdict.ok) return refused(verdict.code, verdict.reason, key)
     // A logout while the store read or an async rule ran: what was read is
     // stale. Checked last, as Socket.IO emits 'connection' right after.
     const revoked = revokedSince(key, checkedAt)
@@ -116,11 +107,6 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
     admit(socket).then((verdict) => {
       if (verdict.ok) {
         admissions.set(socket, verdict)
-        Object.defineProperty(socket.data, 'session', {
-          get: sessionGetter(verdict.holder),
-          enumerable: true,
-          configurable: true
-        })
         next()
         return
       }
@@ -136,10 +122,17 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
   return guard
 }
 
-// Made out here, so that the getter every socket keeps holds the holder only,
-// not this middleware's scope (and through `next`, Socket.IO's handshake closures).
-function sessionGetter (holder: SessionHolder): () => SessionHolder['session'] {
-  return () => holder.session
+/**
+ * `socket.data.session` and `socket.data.user` read the holder, so that a
+ * reload or a refresh after a change elsewhere is what handlers see. Made out
+ * here, so that the getters every socket keeps hold the holder only, not this
+ * middleware's scope (and through `next`, Socket.IO's handshake closures).
+ */
+function exposeOn (data: object, holder: SessionHolder): void {
+  Object.defineProperties(data, {
+    session: { get: () => holder.session, enumerable: true, configurable: true },
+    user: { get: () => holder.user, enumerable: true, configurable: true }
+  })
 }
 
 function refused (code: RefusalCode, reason: string, key?: string): Refused {

@@ -11,18 +11,21 @@ import { watchHttpSessions } from './http-sessions'
 import { serveOnEveryAddress } from './listen-addresses'
 import { redactError } from './log'
 import { guardEveryNamespace } from './namespaces'
-import type { OriginPolicy, ResolvedOptions, SessionRule, SessionSocketAuthOptions } from './options'
+import type {
+  OriginPolicy, PassportAuthenticator as Passport, ResolvedOptions, SessionRule, SessionSocketAuthOptions, UserIdentifier as Identifier, UserLoader as Loader
+} from './options'
 import { EIO3_REFUSED, RECOVERY_REFUSED, resolveOptions } from './options'
 import { buildOriginCheck } from './origin'
 import { createRefusalLog } from './refusal-log'
 import { createRequestGate } from './request-gate'
-import { REVOKED_EVENT as REVOKED_EVENT_NAME, Revocation } from './revocation'
+import { REVOCATION_REASONS, REVOKED_EVENT as REVOKED_EVENT_NAME, Revocation } from './revocation'
 import { readSessionAccess } from './session-access'
-import { sessionKey, sessionRoom as sessionRoomOf } from './session-key'
+import { createRules } from './rules'
+import { sessionKey, sessionRoom as sessionRoomOf, userKey, userRoom as userRoomOf } from './session-key'
 import { requestOriginReader } from './upstream/fastify'
 import { acceptsEio3, endPollingWaits, isSocketIoServer, namespacesOf, prependEngineMiddleware, recoversConnectionState } from './upstream/socket-io'
 import type * as Types from './types'
-import type { SessionSocketServer } from './types'
+import type { RevocationReason, SessionSocketServer } from './types'
 import './types'
 
 /**
@@ -47,9 +50,12 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
   prependEngineMiddleware(io, createRequestGate(originRefusal, logRefusal))
   serveOnEveryAddress(fastify)
 
+  const rules = createRules(fastify, opts)
   const revocation = new Revocation({
     io,
     access,
+    rules,
+    identify: opts.identify,
     log: fastify.log,
     revalidateInterval: opts.revalidateInterval,
     keepAlive: opts.keepAlive,
@@ -69,8 +75,7 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
       return header ? readCookieValue(fastify.parseCookie(header)) : undefined
     },
     originRefusal,
-    authorize: opts.authorize,
-    namespaceRules: opts.namespaces,
+    rules,
     log: fastify.log,
     logRefusal,
     revokedSince: (key, since) => revocation.revokedSince(key, since)
@@ -111,6 +116,14 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     await revocation.revokeEverywhere(sessionKey(sessionId), 'revoked')
   })
 
+  fastify.decorate('disconnectUser', async (userId: string | number, reason: RevocationReason = 'revoked') => {
+    revocation.revokeUserEverywhere(userKey(checkUserId(userId, 'disconnectUser')), checkReason(reason))
+  })
+
+  fastify.decorate('reauthorizeUser', async (userId: string | number) => {
+    await revocation.reauthorizeUserEverywhere(userKey(checkUserId(userId, 'reauthorizeUser')))
+  })
+
   if (owned) {
     fastify.addHook('preClose', (done) => {
       // The user's step replaces the disconnect, not the engine close: without
@@ -140,6 +153,16 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     // close it reports an error that means nothing here.
     io.close(() => done())
   })
+}
+
+function checkUserId (userId: unknown, method: string): string | number {
+  if ((typeof userId === 'string' && userId.length > 0) || (typeof userId === 'number' && Number.isFinite(userId))) return userId
+  throw new InvalidArgumentError(`${method}(userId) takes the user's id as identify() gives it (by default what @fastify/passport serialized), got ${typeof userId}`)
+}
+
+function checkReason (reason: unknown): RevocationReason {
+  if (REVOCATION_REASONS.has(reason as RevocationReason)) return reason as RevocationReason
+  throw new InvalidArgumentError(`the reason must be one of ${[...REVOCATION_REASONS].join(', ')}, got ${String(reason)}`)
 }
 
 // On the HTTP server, so that a second copy of this package sees it too.
@@ -222,11 +245,19 @@ declare namespace sessionSocketAuth {
   export interface ServerToClientEvents {}
   /** Events between the nodes of a cluster (`serverSideEmit`); see `ClientToServerEvents`. */
   export interface InterServerEvents {}
-  /** The app's own fields of `socket.data`, beside `session`; see `ClientToServerEvents`. */
+  /** The app's own fields of `socket.data`, beside `session` and `user`; see `ClientToServerEvents`. */
   export interface SocketData {}
+  /**
+   * The type of `socket.data.user`, declared by the app (with @fastify/passport:
+   * `interface SocketUser extends PassportUser {}`); `unknown` until it is.
+   */
+  export interface SocketUser {}
   export type Options = SessionSocketAuthOptions
   export type SessionSocketAuthPluginOptions = SessionSocketAuthOptions
   export type Rule = SessionRule
+  export type UserLoader = Loader
+  export type UserIdentifier = Identifier
+  export type PassportAuthenticator = Passport
   export type AllowedOrigins = OriginPolicy
   export type SessionSocketData = Types.SessionSocketData
   export type SessionSocketServer = Types.SessionSocketServer
@@ -241,6 +272,8 @@ declare namespace sessionSocketAuth {
   export const REVOKED_EVENT: typeof REVOKED_EVENT_NAME
   /** The room holding every socket of a session, on every node. */
   export const sessionRoom: typeof sessionRoomOf
+  /** The room holding every socket of a user (all sessions, all devices), on every node. */
+  export const userRoom: typeof userRoomOf
   export { sessionSocketAuth, sessionSocketAuth as default }
 }
 
@@ -252,4 +285,5 @@ module.exports.sessionSocketAuth = sessionSocketAuth
 module.exports.REFUSAL_CODES = REFUSALS
 module.exports.REVOKED_EVENT = REVOKED_EVENT_NAME
 module.exports.sessionRoom = sessionRoomOf
+module.exports.userRoom = userRoomOf
 export = sessionSocketAuth

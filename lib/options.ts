@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
 import type { ServerOptions } from 'socket.io'
 import { InvalidOptionError } from './errors'
-import type { SessionSocket } from './types'
+import type { SessionSocket, User } from './types'
 
 /**
  * A rule that admits (`true`) or refuses (`false`) a handshake whose session
@@ -15,6 +15,21 @@ export type SessionRule = (session: FastifySessionObject, socket: SessionSocket)
  * Exact origins (`'https://app.example.com'`) allowed besides the app's own,
  * or a function that decides for every handshake that carries an Origin header.
  */
+/** Loads the session's user, once per socket, with the app's own code; nothing (undefined, null, false) means no user. */
+export type UserLoader = (session: FastifySessionObject, socket: SessionSocket) => User | undefined | null | false | Promise<User | undefined | null | false>
+
+/** Names a session's user for per-user rooms and `disconnectUser`; undefined when no user is logged in. */
+export type UserIdentifier = (session: FastifySessionObject) => string | number | undefined | null
+
+/**
+ * What the `passport` option needs of @fastify/passport's Authenticator (the
+ * default export, or a `new Authenticator()`): its session key and deserializers.
+ */
+export interface PassportAuthenticator {
+  key: string
+  deserializeUser: (stored: never, request: never) => Promise<unknown>
+}
+
 export type OriginPolicy = readonly string[] | ((origin: string, request: IncomingMessage) => boolean)
 
 export interface SessionSocketAuthOwnOptions {
@@ -24,6 +39,14 @@ export interface SessionSocketAuthOwnOptions {
   cookiePrefix?: string
   /** Global rule, run for every namespace. */
   authorize?: SessionRule
+  /** Loads the user for every socket, from its session, before the rules run; the result is `socket.data.user`. */
+  loadUser?: UserLoader
+  /** @fastify/passport's Authenticator: `socket.data.user` is what its registered deserializers give, as `request.user` over HTTP. */
+  passport?: PassportAuthenticator
+  /** Refuse sockets whose session has no user (`USER_REQUIRED`). Default `false`. */
+  userRequired?: boolean
+  /** Names the user of a session. Default: the user @fastify/passport serialized into the session, when it is a string or number. */
+  identify?: UserIdentifier
   /** Rules per namespace name (`'/admin'`), run after the global rule. */
   namespaces?: Readonly<Record<string, SessionRule>>
   /** Origins allowed besides the app's own. Default: same origin only (plus exact origins listed in `cors.origin`). */
@@ -47,6 +70,11 @@ export interface ResolvedOptions {
   cookieName: string
   cookiePrefix: string
   authorize: SessionRule | undefined
+  /** From `loadUser` or the `passport` preset; the passport preset still needs the Fastify instance. */
+  loadUser: UserLoader | undefined
+  passport: PassportAuthenticator | undefined
+  userRequired: boolean
+  identify: UserIdentifier
   namespaces: Map<string, SessionRule>
   allowedOrigins: OriginPolicy | undefined
   storeTimeout: number
@@ -68,7 +96,7 @@ const SOCKET_IO_KEYS = new Set([
 ])
 
 const OWN_KEYS = new Set<keyof SessionSocketAuthOwnOptions>([
-  'cookieName', 'cookiePrefix', 'authorize', 'namespaces', 'allowedOrigins', 'storeTimeout',
+  'cookieName', 'cookiePrefix', 'authorize', 'loadUser', 'passport', 'userRequired', 'identify', 'namespaces', 'allowedOrigins', 'storeTimeout',
   'revalidateInterval', 'keepAlive', 'keepAliveInterval', 'preClose'
 ])
 
@@ -91,6 +119,16 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
   if (cookieName.length === 0) throw new InvalidOptionError('"cookieName" must not be empty; use the cookieName you gave @fastify/session.')
   const cookiePrefix = optional(opts, 'cookiePrefix', 'string', '')
   const authorize = optional<SessionRule | undefined>(opts, 'authorize', 'function', undefined)
+  const loadUser = optional<UserLoader | undefined>(opts, 'loadUser', 'function', undefined)
+  const passport = passportOption(opts.passport)
+  if (loadUser !== undefined && passport !== undefined) {
+    throw new InvalidOptionError('give either "loadUser" or "passport", not both: "passport" is a ready-made loadUser for @fastify/passport.')
+  }
+  const userRequired = optional(opts, 'userRequired', 'boolean', false)
+  if (userRequired && loadUser === undefined && passport === undefined) {
+    throw new InvalidOptionError('"userRequired" needs a way to load the user: set "loadUser" or "passport".')
+  }
+  const identify = optional<UserIdentifier>(opts, 'identify', 'function', passportIdentity(passport?.key ?? 'passport'))
   const preClose = optional<ResolvedOptions['preClose']>(opts, 'preClose', 'function', undefined)
   const storeTimeout = positiveMs(opts, 'storeTimeout', 5000)
   const keepAlive = optional(opts, 'keepAlive', 'boolean', false)
@@ -101,6 +139,10 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
     cookieName,
     cookiePrefix,
     authorize,
+    loadUser,
+    passport,
+    userRequired,
+    identify,
     namespaces: namespaceRules(opts.namespaces),
     allowedOrigins: originPolicy(opts.allowedOrigins),
     storeTimeout,
@@ -132,6 +174,23 @@ function positiveMs (opts: Record<string, unknown>, key: string, fallback: numbe
     throw new InvalidOptionError(`"${key}" must be a number of milliseconds greater than 0${off}, got ${describe(value)}.`)
   }
   return value
+}
+
+function passportOption (value: unknown): PassportAuthenticator | undefined {
+  if (value === undefined) return undefined
+  const passport = value as Partial<PassportAuthenticator> | null
+  if (passport === null || typeof passport !== 'object' || typeof passport.deserializeUser !== 'function' || typeof passport.key !== 'string') {
+    throw new InvalidOptionError(`"passport" must be @fastify/passport's Authenticator (import fastifyPassport from '@fastify/passport'), got ${describe(value)}.`)
+  }
+  return passport as PassportAuthenticator
+}
+
+// @fastify/passport keeps what its serializer returned under its key ('passport').
+function passportIdentity (key: string): UserIdentifier {
+  return (session) => {
+    const stored = (session as unknown as Record<string, unknown>)[key]
+    return typeof stored === 'string' || typeof stored === 'number' ? stored : undefined
+  }
 }
 
 function namespaceRules (value: unknown): Map<string, SessionRule> {

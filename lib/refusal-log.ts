@@ -8,6 +8,8 @@ const FIXES: Readonly<Record<RefusalCode, string>> = {
   SESSION_REQUIRED: 'log in over HTTP first; if the user did, the cookie did not reach the socket (cookie.secure on plain http, another origin without withCredentials, or a cookieName other than @fastify/session\'s)',
   SESSION_INVALID: 'log in again; right after a login, check that every node shares the session store and secrets',
   FORBIDDEN: 'the authorize option or the namespace\'s rule did not return true for this session',
+  USER_REQUIRED: 'the session has no user (loadUser or the passport deserializer gave none): log in first, or drop userRequired',
+  USER_UNAVAILABLE: 'loadUser or a passport deserializer threw: see the error logged with it',
   SESSION_STORE_UNAVAILABLE: 'check the session store; it failed or did not answer within storeTimeout'
 }
 

@@ -4,7 +4,10 @@ import { isWriteRefusal } from './errors'
 import { redactError } from './log'
 import type { SessionAccess } from './session-access'
 import { expiryOf } from './session-access'
-import { roomOfKey } from './session-key'
+import type { UserIdentifier } from './options'
+import type { Rules } from './rules'
+import { roomOfKey, roomOfUserKey, userKey } from './session-key'
+import type { SessionHolder } from './socket-session'
 import { SessionWrites } from './session-writes'
 import { reachesOtherNodes } from './upstream/socket-io'
 import type { RevocationReason, RevokedPayload, SessionSocket, SessionSocketServer } from './types'
@@ -17,7 +20,9 @@ export const REVOKED_EVENT = 'session:revoked'
 // Carried between the nodes of a cluster by the adapter's serverSideEmit.
 const CLUSTER_EVENT = 'fastify-session-socket-auth:revoke'
 const CHANGE_EVENT = 'fastify-session-socket-auth:changed'
-const REASONS = new Set<RevocationReason>(['logout', 'regenerate', 'expired', 'revoked'])
+const USER_REVOKE_EVENT = 'fastify-session-socket-auth:revoke-user'
+const USER_REAUTHORIZE_EVENT = 'fastify-session-socket-auth:reauthorize-user'
+export const REVOCATION_REASONS: ReadonlySet<RevocationReason> = new Set<RevocationReason>(['logout', 'regenerate', 'expired', 'revoked', 'forbidden'])
 const MAX_TIMEOUT = 2 ** 31 - 1
 // How long a revocation is remembered beyond the store timeout, for handshakes
 // that read the store before it and reach bind() after it (async authorize rules included).
@@ -26,6 +31,9 @@ const LATE_HANDSHAKE_MARGIN = 30_000
 export interface RevocationOptions {
   io: SessionSocketServer
   access: SessionAccess
+  /** Loads the user and runs the app's rules again, when the session changes elsewhere. */
+  rules: Rules
+  identify: UserIdentifier
   log: FastifyBaseLogger
   revalidateInterval: number | false
   keepAlive: boolean
@@ -36,7 +44,9 @@ export interface RevocationOptions {
 interface Entry {
   readonly key: string
   readonly sessionId: string
-  readonly sockets: Set<SessionSocket>
+  /** The user's key, from `identify` at the first socket; undefined when the session has no user. */
+  readonly userKey: string | undefined
+  readonly sockets: Map<SessionSocket, SessionHolder>
   // A connection outlives its sockets (a client may leave every namespace and
   // open one later): it is ended with its session even with no socket open.
   readonly conns: Set<EngineSocket>
@@ -44,6 +54,9 @@ interface Entry {
   nextCheckAt: number
   lastTouch: number
   timer: NodeJS.Timeout | undefined
+  /** A refresh after a change elsewhere is running; another change meanwhile runs one more. */
+  refreshing: Promise<void> | undefined
+  refreshAgain: boolean
 }
 
 /**
@@ -59,6 +72,7 @@ export class Revocation {
   readonly writes: SessionWrites
   readonly #opts: RevocationOptions
   readonly #entries = new Map<string, Entry>()
+  readonly #byUser = new Map<string, Set<Entry>>()
   // Recent revocations by session key, oldest first. A handshake verifies its
   // session, then binds its socket a moment later: a revocation in between
   // finds no socket to end, so bind() looks here instead.
@@ -80,14 +94,20 @@ export class Revocation {
     const revocation = this
     this.#onEnd = function (this: SessionSocket | EngineSocket) { revocation.#unbind(this) }
     opts.io.on(CLUSTER_EVENT, (key: unknown, reason: unknown) => {
-      if (typeof key === 'string' && REASONS.has(reason as RevocationReason)) this.#guarded('a revocation from another node', () => this.revokeLocal(key, reason as RevocationReason))
+      if (typeof key === 'string' && REVOCATION_REASONS.has(reason as RevocationReason)) this.#guarded('a revocation from another node', () => this.revokeLocal(key, reason as RevocationReason))
     })
     opts.io.on(CHANGE_EVENT, (key: unknown, expiresAt: unknown) => {
       if (typeof key !== 'string' || typeof expiresAt !== 'number') return
       this.#guarded('a session change from another node', () => {
         this.writes.changedElsewhere(key)
-        this.#expiresBy(key, expiresAt >= Number.MAX_VALUE ? Infinity : expiresAt)
+        this.#changedLocal(key, expiresAt >= Number.MAX_VALUE ? Infinity : expiresAt)
       })
+    })
+    opts.io.on(USER_REVOKE_EVENT, (userKey: unknown, reason: unknown) => {
+      if (typeof userKey === 'string' && REVOCATION_REASONS.has(reason as RevocationReason)) this.#guarded('a user revocation from another node', () => this.#revokeUserLocal(userKey, reason as RevocationReason))
+    })
+    opts.io.on(USER_REAUTHORIZE_EVENT, (userKey: unknown) => {
+      if (typeof userKey === 'string') this.#guarded('a user re-authorization from another node', () => this.#reauthorizeUserLocal(userKey))
     })
   }
 
@@ -114,20 +134,28 @@ export class Revocation {
       entry = {
         key: admission.key,
         sessionId: admission.sessionId,
-        sockets: new Set(),
+        userKey: this.#userKeyOf(admission),
+        sockets: new Map(),
         conns: new Set(),
         expiresAt: admission.expiresAt,
         nextCheckAt: this.#nextRevalidation(now),
         lastTouch: now,
-        timer: undefined
+        timer: undefined,
+        refreshing: undefined,
+        refreshAgain: false
       }
       this.#entries.set(entry.key, entry)
+      if (entry.userKey !== undefined) {
+        let entries = this.#byUser.get(entry.userKey)
+        if (entries === undefined) this.#byUser.set(entry.userKey, entries = new Set())
+        entries.add(entry)
+      }
     }
-    entry.sockets.add(socket)
+    entry.sockets.set(socket, admission.holder)
     // This read may be fresher than the entry's (or older, from a slow rule): keep the later expiry.
     if (admission.expiresAt > entry.expiresAt) entry.expiresAt = admission.expiresAt
 
-    socket.join(roomOfKey(entry.key))
+    socket.join(entry.userKey === undefined ? roomOfKey(entry.key) : [roomOfKey(entry.key), roomOfUserKey(entry.userKey)])
     this.#entryOf.set(socket, entry)
     socket.once('disconnect', this.#onEnd)
     const conn = socket.conn
@@ -135,6 +163,10 @@ export class Revocation {
       entry.conns.add(conn)
       this.#entryOf.set(conn, entry)
       conn.once('close', this.#onEnd)
+    }
+    // Changed over HTTP after this socket's store read: it was judged on stale data.
+    if (this.writes.changedSince(entry.key, admission.checkedAt)) {
+      this.#refresh(entry).catch((error: unknown) => this.#logFailure('refreshing a changed session', error, entry?.sessionId))
     }
     if (this.#opts.keepAlive) {
       const bound = entry
@@ -154,19 +186,92 @@ export class Revocation {
     return repaired
   }
 
-  /** An HTTP request on this node changed and saved a session: apply its expiry here, and let the other nodes know. */
+  /** An HTTP request on this node changed and saved a session: its sockets here and on every node see it. */
   changedEverywhere (key: string, expiresAt: number): void {
-    this.#expiresBy(key, expiresAt)
+    this.#changedLocal(key, expiresAt)
     // JSON has no Infinity (a session without maxAge): sent as the largest time instead.
     this.#tellOtherNodes(CHANGE_EVENT, key, Math.min(expiresAt, Number.MAX_VALUE))
   }
 
-  // A session's life was shortened: its timer must fire at the new end, not the old one.
-  #expiresBy (key: string, expiresAt: number): void {
+  /** Every socket of a user on every node ends, with `session:revoked` and the reason. */
+  revokeUserEverywhere (userKey: string, reason: RevocationReason): void {
+    this.#revokeUserLocal(userKey, reason)
+    this.#tellOtherNodes(USER_REVOKE_EVENT, userKey, reason)
+  }
+
+  /** Every socket of a user on every node loads the user again and runs the rules again. */
+  reauthorizeUserEverywhere (userKey: string): Promise<void> {
+    const done = this.#reauthorizeUserLocal(userKey)
+    this.#tellOtherNodes(USER_REAUTHORIZE_EVENT, userKey)
+    return done
+  }
+
+  #revokeUserLocal (userKey: string, reason: RevocationReason): void {
+    for (const entry of [...(this.#byUser.get(userKey) ?? [])]) this.revokeLocal(entry.key, reason).catch(() => {})
+  }
+
+  #reauthorizeUserLocal (userKey: string): Promise<void> {
+    return Promise.all([...(this.#byUser.get(userKey) ?? [])].map((entry) => this.#refresh(entry))).then(() => {})
+  }
+
+  #changedLocal (key: string, expiresAt: number): void {
     const entry = this.#entries.get(key)
-    if (entry === undefined || expiresAt >= entry.expiresAt) return
-    entry.expiresAt = expiresAt
-    this.#schedule(entry)
+    if (entry === undefined) return
+    // A session's life was shortened: its timer must fire at the new end, not the old one.
+    if (expiresAt < entry.expiresAt) {
+      entry.expiresAt = expiresAt
+      this.#schedule(entry)
+    }
+    this.#refresh(entry).catch((error: unknown) => this.#logFailure('refreshing a changed session', error, entry.sessionId))
+  }
+
+  /**
+   * The session changed elsewhere: one store read for all its sockets here,
+   * then each socket's session is the new one, its user is loaded again and
+   * the rules run again. A socket whose rules no longer pass leaves that
+   * namespace (its other namespaces stay) with `{ reason: 'forbidden' }`.
+   */
+  #refresh (entry: Entry): Promise<void> {
+    if (entry.refreshing !== undefined) {
+      entry.refreshAgain = true
+      return entry.refreshing
+    }
+    const run = async (): Promise<void> => {
+      do {
+        entry.refreshAgain = false
+        const readAt = Date.now()
+        const read = await this.#opts.access.read(entry.sessionId)
+        if (this.#entries.get(entry.key) !== entry) return
+        if (read.status === 'missing' || read.status === 'malformed') {
+          this.revokeLocal(entry.key, 'revoked').catch(() => {})
+          return
+        }
+        if (read.status === 'unavailable') {
+          this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'fastify-session-socket-auth: could not read a changed session; its sockets keep what they had')
+          return
+        }
+        await Promise.all([...entry.sockets].map(async ([socket, holder]) => {
+          holder.refresh(read.record, readAt)
+          const verdict = await this.#opts.rules(holder, socket)
+          if (verdict.ok || !socket.connected) return
+          this.#opts.log.debug({ session: entry.key, namespace: socket.nsp.name, code: verdict.code, reason: verdict.reason }, 'fastify-session-socket-auth: a changed session no longer passes the rules; the socket leaves the namespace')
+          socket.emit(REVOKED_EVENT, { reason: 'forbidden' } satisfies RevokedPayload)
+          socket.disconnect()
+        }))
+      } while (entry.refreshAgain)
+    }
+    entry.refreshing = run().finally(() => { entry.refreshing = undefined })
+    return entry.refreshing
+  }
+
+  #userKeyOf (admission: Admission): string | undefined {
+    try {
+      const id = this.#opts.identify(admission.holder.session)
+      return id === undefined || id === null || id === '' ? undefined : userKey(id)
+    } catch (error) {
+      this.#logFailure('identify', error, admission.sessionId)
+      return undefined
+    }
   }
 
   /** Ends the session's sockets and connections on this node; resolves once writes of ours that overlapped it are undone. */
@@ -176,7 +281,7 @@ export class Revocation {
     const entry = this.#entries.get(key)
     if (entry !== undefined) {
       this.#forget(entry)
-      this.#end([...entry.sockets], [...entry.conns], reason)
+      this.#end([...entry.sockets.keys()], [...entry.conns], reason)
       this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.size, connections: entry.conns.size }, 'fastify-session-socket-auth: session ended its sockets')
     }
     return repaired
@@ -191,7 +296,7 @@ export class Revocation {
 
   close (): void {
     this.#closed = true
-    for (const entry of this.#entries.values()) this.#forget(entry)
+    for (const entry of [...this.#entries.values()]) this.#forget(entry)
     this.#recent.clear()
   }
 
@@ -251,6 +356,10 @@ export class Revocation {
     clearTimeout(entry.timer)
     entry.timer = undefined
     if (this.#entries.get(entry.key) === entry) this.#entries.delete(entry.key)
+    if (entry.userKey === undefined) return
+    const entries = this.#byUser.get(entry.userKey)
+    entries?.delete(entry)
+    if (entries?.size === 0) this.#byUser.delete(entry.userKey)
   }
 
   #nextRevalidation (now: number): number {

@@ -22,3 +22,24 @@ export function sessionRoom (sessionId: string): string {
 export function roomOfKey (key: string): string {
   return `session:${key}`
 }
+
+/**
+ * The same stand-in for a user id: every node derives it, and a room named
+ * with it does not reveal the id.
+ */
+export function userKey (userId: string | number): string {
+  return createHash('sha256').update(`user:${String(userId)}`).digest('base64url').slice(0, 22)
+}
+
+/**
+ * The room that holds every socket of a user (every session, every device), on every node.
+ * @example
+ * fastify.io.to(userRoom(user.id)).emit('notice', 'your export is ready')
+ */
+export function userRoom (userId: string | number): string {
+  return roomOfUserKey(userKey(userId))
+}
+
+export function roomOfUserKey (key: string): string {
+  return `user:${key}`
+}

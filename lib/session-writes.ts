@@ -112,11 +112,15 @@ export class SessionWrites {
     this.#prune()
   }
 
+  /** Whether an HTTP request (on any node that told this one) changed the session at or after `since`. */
+  changedSince (key: string, since: number): boolean {
+    const changedAt = this.#changes.get(key)
+    return changedAt !== undefined && changedAt >= since
+  }
+
   #check (key: string, since: number, carriesData: boolean): void {
     if (this.#opts.revokedSince(key, since) !== undefined) throw new SessionGoneError()
-    if (!carriesData) return
-    const changedAt = this.#changes.get(key)
-    if (changedAt !== undefined && changedAt >= since) throw new SessionConflictError()
+    if (carriesData && this.changedSince(key, since)) throw new SessionConflictError()
   }
 
   #touch<V> (map: Map<string, V>, key: string, value: V): void {

@@ -28,8 +28,12 @@ export class SessionHolder {
   readonly raw: IncomingMessage
   readonly headers: IncomingMessage['headers']
   readonly protocol: 'http' | 'https'
+  readonly sessionId: string
+  /** The session's key (safe to log; names its room). */
+  readonly key: string
+  /** The socket's user, as the rules last loaded it (`socket.data.user`). */
+  user: unknown = undefined
   readonly #deps: HolderDeps
-  readonly #key: string
   #current: FastifySessionObject
   // What the store held when `#current` was loaded or last saved: the record
   // itself (kept as is, to spend nothing per handshake) or its fingerprint.
@@ -42,11 +46,23 @@ export class SessionHolder {
     this.headers = request.headers
     this.protocol = (request.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
     this.#deps = deps
-    this.#key = key
+    this.sessionId = sessionId
+    this.key = key
     this.#base = record
     this.#baseAt = readAt
     this.#current = deps.access.restore(this, record, sessionId)
     this.#guardSave(this.#current)
+  }
+
+  /**
+   * The session as the store holds it now, after a change elsewhere (an HTTP
+   * request, on any node): what `socket.data.session` reads from here on.
+   */
+  refresh (record: StoredSession, readAt: number): void {
+    this.#current = this.#deps.access.restore(this, record, this.sessionId)
+    this.#guardSave(this.#current)
+    this.#base = record
+    this.#baseAt = readAt
   }
 
   /** The socket's live session. After a destroy it stays readable, for disconnect handlers. */
@@ -80,7 +96,7 @@ export class SessionHolder {
   // HTTP change that lands while it runs.
   #guardSave (session: FastifySessionObject): void {
     const guarded = (callback?: Callback): Promise<void> | undefined => {
-      const saving = this.#deps.writes.run(this.#key, session.sessionId, this.#baseAt, () => this.#saveChecked(session))
+      const saving = this.#deps.writes.run(this.key, session.sessionId, this.#baseAt, () => this.#saveChecked(session))
       if (typeof callback !== 'function') return saving
       saving.then(() => callback(), callback)
       return undefined

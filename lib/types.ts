@@ -14,6 +14,8 @@ type Declared<Events> = keyof Events extends never ? DefaultEventsMap : Events
  */
 export interface SessionSocketData {
   session: FastifySessionObject
+  /** The user `loadUser` (or the `passport` preset) loaded for this session; undefined when none is logged in. */
+  user: User | undefined
 }
 
 type Listen = Declared<sessionSocketAuth.ClientToServerEvents>
@@ -21,11 +23,14 @@ type Emit = Declared<sessionSocketAuth.ServerToClientEvents>
 type InterServer = Declared<sessionSocketAuth.InterServerEvents>
 type Data = sessionSocketAuth.SocketData & SessionSocketData
 
+/** The app's user type, as declared by augmenting `SocketUser`; `unknown` until it is. */
+export type User = keyof sessionSocketAuth.SocketUser extends never ? unknown : sessionSocketAuth.SocketUser
+
 export type SessionSocketServer = Server<Listen, Emit, InterServer, Data>
 export type SessionSocket = Socket<Listen, Emit, InterServer, Data>
 
 /** Why the server ended a socket's session; sent with the `session:revoked` event just before it disconnects. */
-export type RevocationReason = 'logout' | 'regenerate' | 'expired' | 'revoked'
+export type RevocationReason = 'logout' | 'regenerate' | 'expired' | 'revoked' | 'forbidden'
 
 export interface RevokedPayload {
   reason: RevocationReason
@@ -41,5 +46,20 @@ declare module 'fastify' {
      * await fastify.disconnectSession(request.session.sessionId) // "log out everywhere"
      */
     disconnectSession(sessionId: string): Promise<void>
+    /**
+     * Disconnect every socket of a user (every session, every device), on every node, with `session:revoked`
+     * and the reason (default `'revoked'`). The user's sessions stay in the store: destroy them too to log out everywhere.
+     * @example
+     * await fastify.disconnectUser(String(user.id), 'logout')
+     */
+    disconnectUser(userId: string | number, reason?: RevocationReason): Promise<void>
+    /**
+     * Load the user again and run the rules again for every socket of a user, on every node, after a change
+     * made outside an HTTP request (a role changed in the database). Sockets whose rules no longer pass leave
+     * that namespace with `session:revoked` `{ reason: 'forbidden' }`; the others are untouched.
+     * @example
+     * await db.setRole(userId, 'user'); await fastify.reauthorizeUser(userId)
+     */
+    reauthorizeUser(userId: string | number): Promise<void>
   }
 }

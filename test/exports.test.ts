@@ -19,7 +19,7 @@ import { SECRET } from './support/app'
 
 const root = resolve(__dirname, '..')
 const TIMEOUT = { timeout: 180_000 }
-const CODES = ['SESSION_REQUIRED', 'SESSION_INVALID', 'FORBIDDEN', 'ORIGIN_NOT_ALLOWED', 'JSONP_NOT_ALLOWED', 'SESSION_STORE_UNAVAILABLE']
+const CODES = ['SESSION_REQUIRED', 'SESSION_INVALID', 'FORBIDDEN', 'USER_REQUIRED', 'USER_UNAVAILABLE', 'ORIGIN_NOT_ALLOWED', 'JSONP_NOT_ALLOWED', 'SESSION_STORE_UNAVAILABLE']
 
 const childEnv: NodeJS.ProcessEnv = { ...process.env }
 delete childEnv.NODE_OPTIONS
@@ -41,6 +41,7 @@ interface Built {
   REFUSAL_CODES: Record<string, string>
   REVOKED_EVENT: string
   sessionRoom: (sessionId: string) => string
+  userRoom: (userId: string | number) => string
   [key: symbol]: unknown
 }
 
@@ -81,6 +82,15 @@ describe('the built module', TIMEOUT, () => {
     assert.equal(meta.fastify, '5.x')
     assert.deepEqual(meta.dependencies, ['@fastify/cookie'])
     assert.equal(built[Symbol.for('skip-override')], true, 'not encapsulated: fastify.io reaches the whole app')
+  })
+
+  test('userRoom never contains the raw user id, is stable per user, and differs from session rooms', () => {
+    assert.equal(typeof built.userRoom, 'function')
+    const room = built.userRoom(42)
+    assert.equal(built.userRoom('42'), room, 'a number and its string name one user')
+    assert.match(room, /^user:[A-Za-z0-9_-]{22}$/)
+    assert.ok(!room.includes('42'))
+    assert.notEqual(built.userRoom('x'), built.sessionRoom('x').replace('session:', 'user:'))
   })
 
   test('REFUSAL_CODES, REVOKED_EVENT and sessionRoom are exported', () => {

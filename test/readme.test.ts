@@ -19,8 +19,7 @@ const workDir = join(root, '.tmp', 'readme-blocks')
  * The prelude, identical for every block: what README fragments take as given, as the README says
  * ("the shorter snippets use this `app` and this `Session` declaration"; "`socket` is the page's
  * `io()` socket"). Blocks with their own `app` or `socket` shadow these. The page's socket comes from
- * the untyped `<script src="/socket.io/socket.io.min.js">`, hence `any`. @fastify/cors is not a
- * devDependency, so it gets a minimal stand-in of its real signature.
+ * the untyped `<script src="/socket.io/socket.io.min.js">`, hence `any`.
  */
 const PRELUDE = `import type { FastifyInstance } from 'fastify'
 import type {} from 'fastify-session-socket-auth'
@@ -32,13 +31,6 @@ declare global {
   const socket: any
   function showError (message: string): void
   function showBanner (message: string): void
-}
-`
-// Not a module (no top-level import), so that it declares the module rather than augmenting it.
-const STUBS = `declare module '@fastify/cors' {
-  import type { FastifyPluginCallback } from 'fastify'
-  const cors: FastifyPluginCallback<{ origin: string | string[], credentials?: boolean }>
-  export default cors
 }
 `
 
@@ -79,7 +71,6 @@ test('every ```ts and ```js block of README.md compiles', () => {
   mkdirSync(workDir, { recursive: true })
   writeFileSync(join(workDir, 'package.json'), '{ "type": "module" }\n')
   writeFileSync(join(workDir, 'prelude.d.ts'), PRELUDE)
-  writeFileSync(join(workDir, 'stubs.d.ts'), STUBS)
   const files = compiled.map((block) => {
     const file = join(workDir, `line-${block.line}.${block.lang}`)
     writeFileSync(file, block.code)
@@ -100,7 +91,7 @@ test('every ```ts and ```js block of README.md compiles', () => {
       types: ['node'],
       paths: { 'fastify-session-socket-auth': ['../../lib/index.ts'] }
     },
-    files: ['prelude.d.ts', 'stubs.d.ts', ...files.map(({ file }) => file.slice(workDir.length + 1))]
+    files: ['prelude.d.ts', ...files.map(({ file }) => file.slice(workDir.length + 1))]
   }
   const parsed = ts.parseJsonConfigFileContent(config, ts.sys, workDir)
   assert.deepEqual(parsed.errors, [])
@@ -117,7 +108,7 @@ test('every ```ts and ```js block of README.md compiles', () => {
 
   // JavaScript has no annotations to give: implicit any is what an editor's checkJs accepts too.
   const optionsFor = (lang: string): ts.CompilerOptions => lang === 'js' ? { ...parsed.options, noImplicitAny: false } : parsed.options
-  const preludes = [join(workDir, 'prelude.d.ts'), join(workDir, 'stubs.d.ts')]
+  const preludes = [join(workDir, 'prelude.d.ts')]
   const failures: string[] = []
   for (const { block, file } of files) {
     const program = ts.createProgram({ rootNames: [...preludes, file], options: optionsFor(block.lang), host })

@@ -33,11 +33,11 @@ describe('exports (import x = require())', () => {
     expect(sessionSocketAuth.REVOKED_EVENT).type.toBe<'session:revoked'>()
     expect(sessionSocketAuth.sessionRoom).type.toBe<(sessionId: string) => string>()
     expect<keyof typeof sessionSocketAuth.REFUSAL_CODES>().type.toBe<
-      'SESSION_REQUIRED' | 'SESSION_INVALID' | 'FORBIDDEN' | 'ORIGIN_NOT_ALLOWED' | 'JSONP_NOT_ALLOWED' | 'SESSION_STORE_UNAVAILABLE'
+      'SESSION_REQUIRED' | 'SESSION_INVALID' | 'FORBIDDEN' | 'USER_REQUIRED' | 'USER_UNAVAILABLE' | 'ORIGIN_NOT_ALLOWED' | 'JSONP_NOT_ALLOWED' | 'SESSION_STORE_UNAVAILABLE'
     >()
     expect<sessionSocketAuth.RefusalCode>().type.toBe<keyof typeof sessionSocketAuth.REFUSAL_CODES>()
-    expect<sessionSocketAuth.RevokedPayload>().type.toBe<{ reason: 'logout' | 'regenerate' | 'expired' | 'revoked' }>()
-    expect<sessionSocketAuth.RevocationReason>().type.toBe<'logout' | 'regenerate' | 'expired' | 'revoked'>()
+    expect<sessionSocketAuth.RevokedPayload>().type.toBe<{ reason: 'logout' | 'regenerate' | 'expired' | 'revoked' | 'forbidden' }>()
+    expect<sessionSocketAuth.RevocationReason>().type.toBe<'logout' | 'regenerate' | 'expired' | 'revoked' | 'forbidden'>()
   })
 
   test('HandshakeRefusal carries the code and { code, message }', () => {
@@ -62,6 +62,8 @@ describe('decorators', () => {
     app.io.on('connection', (socket) => {
       expect(socket).type.toBeAssignableTo<Socket>()
       expect(socket.data.session).type.toBe<FastifySessionObject>()
+      // No SocketUser declared: whatever loadUser gave, to be narrowed.
+      expect(socket.data.user).type.toBe<unknown>()
       expect(socket.data.session.user).type.toBe<User>()
       expect(socket.data.session.visits).type.toBe<number | undefined>()
       expect(socket.data.session.sessionId).type.toBe<string>()

@@ -12,6 +12,7 @@ declare module 'fastify-session-socket-auth' {
   interface ServerToClientEvents { tick: (count: number) => void }
   interface InterServerEvents { ping: (from: string) => void }
   interface SocketData { joinedAt: number }
+  interface SocketUser { id: string, role: 'user' | 'admin' }
 }
 
 declare module 'fastify' {
@@ -37,6 +38,8 @@ describe('declared events and socket data', () => {
       expect(socket.emit).type.not.toBeCallableWith('tick', 'one')
       expect(socket.data.joinedAt).type.toBe<number>()
       expect(socket.data.session.user).type.toBe<{ name: string } | undefined>()
+      expect(socket.data.user).type.toBe<sessionSocketAuth.SocketUser | undefined>()
+      expect(socket.data.user?.role).type.toBe<'user' | 'admin' | undefined>()
     })
     app.io.of('/admin').on('connection', (socket) => {
       expect(socket.emit).type.toBeCallableWith('tick', 2)
@@ -49,6 +52,15 @@ describe('declared events and socket data', () => {
     expect(handler).type.toBeAssignableTo<(socket: sessionSocketAuth.SessionSocket) => void>()
     expect<sessionSocketAuth.SessionSocket['emit']>().type.not.toBeCallableWith('tick', 'three')
     expect<sessionSocketAuth.SessionSocketServer>().type.toBe<FastifyInstance['io']>()
+  })
+
+  test('loadUser returns the declared user (or nothing); user ids are strings or numbers', () => {
+    expect(app.register(sessionSocketAuth, { loadUser: async () => ({ id: 'u1', role: 'admin' as const }) })).type.not.toRaiseError()
+    expect(app.register(sessionSocketAuth, { loadUser: () => undefined })).type.not.toRaiseError()
+    expect(app.register(sessionSocketAuth, { loadUser: () => ({ id: 1 }) })).type.toRaiseError()
+    expect(app.disconnectUser).type.toBeCallableWith('u1', 'logout')
+    expect(app.disconnectUser).type.not.toBeCallableWith('u1', 'banned')
+    expect(app.reauthorizeUser).type.toBeCallableWith(42)
   })
 
   test('rules and preClose see the typed socket and the Fastify instance', () => {
