@@ -89,7 +89,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
     try {
       holder = new SessionHolder(request, deps.holder, read.record, sessionId, key, checkedAt)
     } catch (error) {
-      log.error({ err: redactError(error, sessionId), session: key }, 'fastify-session-socket-auth: @fastify/session could not restore a stored session; connection refused')
+      log.error({ err: redactError(error, sessionId), session: key }, '@fastify/session could not restore a stored session; connection refused')
       return refused('SESSION_INVALID', 'stored session could not be restored', key)
     }
     // Before the rules, which may read them.
@@ -114,7 +114,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       next(refusal(verdict.code))
     }, (error: unknown) => {
       // Nothing above should throw; if it does, the door stays shut.
-      log.error({ err: redactError(error, undefined) }, 'fastify-session-socket-auth: handshake failed')
+      log.error({ err: redactError(error, undefined) }, 'handshake failed')
       next(refusal('SESSION_STORE_UNAVAILABLE'))
     })
   }) as Guard

@@ -49,7 +49,7 @@ export function watchHttpSessions (fastify: FastifyInstance, deps: HttpWatchDeps
       // signers, prefixes and rotated secrets all count.
       if (value !== undefined && (value === session?.encryptedSessionId || access.unsign(value) === sessionId)) {
         const restored = session as FastifySessionObject
-        arrivals.set(request, { sessionId, hash: access.persistedHash(restored), expiresAt: expiryOf(restored), at: Date.now() })
+        arrivals.set(request, { sessionId, hash: access.persistedHash(restored), expiresAt: expiryOf({ cookie: restored.cookie }), at: Date.now() })
       }
     }
     done()
@@ -64,7 +64,7 @@ export function watchHttpSessions (fastify: FastifyInstance, deps: HttpWatchDeps
     if (now.sessionId !== arrival.sessionId) return revoke(key, 'regenerate')
     // Only what reached the store counts (@fastify/session saved it in its onSend, before this one).
     if (!access.isSaved(now)) return
-    const expiresAt = expiryOf(now)
+    const expiresAt = expiryOf({ cookie: now.cookie })
     // A shorter life (session.options({ maxAge })) must reach the sockets' timers now, not at revalidation.
     if (access.persistedHash(now) === arrival.hash && expiresAt >= arrival.expiresAt) return
     changed(key, expiresAt)

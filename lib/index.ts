@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Server } from 'socket.io'
 import {
@@ -40,23 +40,26 @@ import './types'
 async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSocketAuthOptions): Promise<void> {
   const opts = resolveOptions(options)
   checkScope(fastify)
+  // Every line this plugin logs says so in a field, not in a prefix of its message.
+  const log = fastify.log.child({ plugin: 'fastify-session-socket-auth' })
   const access = readSessionAccess(fastify, opts.storeTimeout)
-  const { io, owned } = adoptOrCreateServer(fastify, opts)
-  const readCookieValue = cookieValueReader(opts)
+  const { io, owned } = adoptOrCreateServer(fastify, opts, log)
+  const readCookieValue = cookieValueReader(access.cookieName, access.cookiePrefix)
+  checkCookieOverrides(opts, access, log)
   const originRefusal = buildOriginCheck(opts.allowedOrigins, opts.socketIo.cors, requestOriginReader(fastify))
 
   // Every HTTP request of the Engine.IO endpoint, on every address, before Engine.IO acts on it.
-  const logRefusal = createRefusalLog(fastify.log)
+  const logRefusal = createRefusalLog(log)
   prependEngineMiddleware(io, createRequestGate(originRefusal, logRefusal))
   serveOnEveryAddress(fastify)
 
-  const rules = createRules(fastify, opts)
+  const rules = createRules(fastify, opts, log)
   const revocation = new Revocation({
     io,
     access,
     rules,
     identify: opts.identify,
-    log: fastify.log,
+    log,
     revalidateInterval: opts.revalidateInterval,
     keepAlive: opts.keepAlive,
     keepAliveInterval: opts.keepAliveInterval
@@ -76,7 +79,7 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     },
     originRefusal,
     rules,
-    log: fastify.log,
+    log,
     logRefusal,
     revokedSince: (key, since) => revocation.revokedSince(key, since)
   })
@@ -94,9 +97,9 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
       const admission = guard.admissionOf(socket)
       if (admission !== undefined) return revocation.bind(socket, admission)
       // Only reachable if something let a socket skip the middleware chain.
-      fastify.log.error({ namespace: socket.nsp.name }, 'fastify-session-socket-auth: a socket connected without passing the session check; disconnected')
+      log.error({ namespace: socket.nsp.name }, 'a socket connected without passing the session check; disconnected')
     } catch (error) {
-      fastify.log.error({ err: redactError(error, guard.admissionOf(socket)?.sessionId), namespace: socket.nsp.name }, 'fastify-session-socket-auth: could not bind a socket to its session; disconnected')
+      log.error({ err: redactError(error, guard.admissionOf(socket)?.sessionId), namespace: socket.nsp.name }, 'could not bind a socket to its session; disconnected')
     }
     socket.disconnect(true)
   })
@@ -188,7 +191,7 @@ function releaseServer (fastify: FastifyInstance): void {
   delete (fastify.server as unknown as Record<symbol, unknown>)[REGISTERED]
 }
 
-function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions): { io: SessionSocketServer, owned: boolean } {
+function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions, log: FastifyBaseLogger): { io: SessionSocketServer, owned: boolean } {
   if (fastify.hasDecorator('io')) {
     const existing: unknown = fastify.io
     if (!isSocketIoServer(existing)) {
@@ -196,10 +199,10 @@ function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions): 
     }
     if (recoversConnectionState(existing)) throw new InvalidOptionError(RECOVERY_REFUSED)
     if (acceptsEio3(existing)) throw new InvalidOptionError(EIO3_REFUSED)
-    fastify.log.debug('fastify-session-socket-auth: guarding the Socket.IO server another plugin created')
+    log.debug('guarding the Socket.IO server another plugin created')
     const ignored = Object.keys(opts.socketIo)
     if (ignored.length !== 0) {
-      fastify.log.warn({ options: ignored }, 'fastify-session-socket-auth: fastify.io already exists, so these Socket.IO options were not applied; set them where that server is created')
+      log.warn({ options: ignored }, 'fastify.io already exists, so these Socket.IO options were not applied; set them where that server is created')
     }
     return { io: existing as SessionSocketServer, owned: false }
   }
@@ -209,14 +212,22 @@ function adoptOrCreateServer (fastify: FastifyInstance, opts: ResolvedOptions): 
 }
 
 // Mirrors @fastify/session's own reading of its cookie, decided once here.
-function cookieValueReader (opts: ResolvedOptions): (cookies: Record<string, string | undefined>) => string | undefined {
-  const { cookieName, cookiePrefix } = opts
+function cookieValueReader (cookieName: string, cookiePrefix: string): (cookies: Record<string, string | undefined>) => string | undefined {
   if (cookiePrefix.length === 0) {
     return (cookies) => cookies[cookieName] || undefined
   }
   return (cookies) => {
     const value = cookies[cookieName]
     return value?.startsWith(cookiePrefix) ? value.slice(cookiePrefix.length) || undefined : undefined
+  }
+}
+
+// The cookie name and prefix are @fastify/session's; the old options may only repeat them.
+function checkCookieOverrides (opts: ResolvedOptions, access: { cookieName: string, cookiePrefix: string }, log: FastifyBaseLogger): void {
+  for (const [key, given, actual] of [['cookieName', opts.cookieName, access.cookieName], ['cookiePrefix', opts.cookiePrefix, access.cookiePrefix]] as const) {
+    if (given === undefined) continue
+    if (given !== actual) throw new InvalidOptionError(`"${key}" is read from @fastify/session now ("${actual}"), and "${given}" differs: remove the option.`)
+    log.warn({ option: key }, `the "${key}" option is deprecated: it is read from @fastify/session; remove it`)
   }
 }
 

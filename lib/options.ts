@@ -33,9 +33,9 @@ export interface PassportAuthenticator {
 export type OriginPolicy = readonly string[] | ((origin: string, request: IncomingMessage) => boolean)
 
 export interface SessionSocketAuthOwnOptions {
-  /** Name of the session cookie. Must match @fastify/session's `cookieName`. Default `'sessionId'`. */
+  /** @deprecated Read from @fastify/session; if given, it must equal @fastify/session's `cookieName`. */
   cookieName?: string
-  /** Prefix of the cookie value, e.g. `'s:'` for express-session style cookies. Must match @fastify/session's `cookiePrefix`. Default `''`. */
+  /** @deprecated Read from @fastify/session; if given, it must equal @fastify/session's `cookiePrefix`. */
   cookiePrefix?: string
   /** Global rule, run for every namespace. */
   authorize?: SessionRule
@@ -67,8 +67,9 @@ export interface SessionSocketAuthOwnOptions {
 export type SessionSocketAuthOptions = Partial<ServerOptions> & SessionSocketAuthOwnOptions
 
 export interface ResolvedOptions {
-  cookieName: string
-  cookiePrefix: string
+  /** Deprecated overrides, checked against @fastify/session's own. */
+  cookieName: string | undefined
+  cookiePrefix: string | undefined
   authorize: SessionRule | undefined
   /** From `loadUser` or the `passport` preset; the passport preset still needs the Fastify instance. */
   loadUser: UserLoader | undefined
@@ -115,9 +116,9 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
     }
   }
 
-  const cookieName = optional(opts, 'cookieName', 'string', 'sessionId')
-  if (cookieName.length === 0) throw new InvalidOptionError('"cookieName" must not be empty; use the cookieName you gave @fastify/session.')
-  const cookiePrefix = optional(opts, 'cookiePrefix', 'string', '')
+  const cookieName = optional<string | undefined>(opts, 'cookieName', 'string', undefined)
+  if (cookieName === '') throw new InvalidOptionError('"cookieName" must not be empty; better, remove it: it is read from @fastify/session.')
+  const cookiePrefix = optional<string | undefined>(opts, 'cookiePrefix', 'string', undefined)
   const authorize = optional<SessionRule | undefined>(opts, 'authorize', 'function', undefined)
   const loadUser = optional<UserLoader | undefined>(opts, 'loadUser', 'function', undefined)
   const passport = passportOption(opts.passport)

@@ -5,7 +5,7 @@ import type { RefusalCode } from './errors'
 const FIXES: Readonly<Record<RefusalCode, string>> = {
   ORIGIN_NOT_ALLOWED: 'if this Origin is your front-end, add it to allowedOrigins; behind a proxy that rewrites Host or ends TLS, set Fastify\'s trustProxy',
   JSONP_NOT_ALLOWED: 'use socket.io-client 3 or later (it has no JSONP) with the default transports',
-  SESSION_REQUIRED: 'log in over HTTP first; if the user did, the cookie did not reach the socket (cookie.secure on plain http, another origin without withCredentials, or a cookieName other than @fastify/session\'s)',
+  SESSION_REQUIRED: 'log in over HTTP first; if the user did, the cookie did not reach the socket (cookie.secure on plain http, another origin without withCredentials, or a cookie path that excludes the Socket.IO path)',
   SESSION_INVALID: 'log in again; right after a login, check that every node shares the session store and secrets',
   FORBIDDEN: 'the authorize option or the namespace\'s rule did not return true for this session',
   USER_REQUIRED: 'the session has no user (loadUser or the passport deserializer gave none): log in first, or drop userRequired',
@@ -29,12 +29,12 @@ export function createRefusalLog (log: FastifyBaseLogger, perMinute = 20): Refus
   return (code, details) => {
     const now = Date.now()
     if (now - windowStart >= WINDOW) {
-      if (count > perMinute) log.info({ refusals: count - perMinute }, 'fastify-session-socket-auth: more refusals in the last minute were logged at debug level only')
+      if (count > perMinute) log.info({ refusals: count - perMinute }, 'more refusals in the last minute were logged at debug level only')
       windowStart = now
       count = 0
     }
     count++
     const level = count <= perMinute ? 'info' : 'debug'
-    log[level]({ code, ...details, fix: FIXES[code] }, 'fastify-session-socket-auth: refused')
+    log[level]({ code, ...details, fix: FIXES[code] }, 'refused')
   }
 }

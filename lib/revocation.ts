@@ -247,14 +247,14 @@ export class Revocation {
           return
         }
         if (read.status === 'unavailable') {
-          this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'fastify-session-socket-auth: could not read a changed session; its sockets keep what they had')
+          this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'could not read a changed session; its sockets keep what they had')
           return
         }
         await Promise.all([...entry.sockets].map(async ([socket, holder]) => {
           holder.refresh(read.record, readAt)
           const verdict = await this.#opts.rules(holder, socket)
           if (verdict.ok || !socket.connected) return
-          this.#opts.log.debug({ session: entry.key, namespace: socket.nsp.name, code: verdict.code, reason: verdict.reason }, 'fastify-session-socket-auth: a changed session no longer passes the rules; the socket leaves the namespace')
+          this.#opts.log.debug({ session: entry.key, namespace: socket.nsp.name, code: verdict.code, reason: verdict.reason }, 'a changed session no longer passes the rules; the socket leaves the namespace')
           socket.emit(REVOKED_EVENT, { reason: 'forbidden' } satisfies RevokedPayload)
           socket.disconnect()
         }))
@@ -282,7 +282,7 @@ export class Revocation {
     if (entry !== undefined) {
       this.#forget(entry)
       this.#end([...entry.sockets.keys()], [...entry.conns], reason)
-      this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.size, connections: entry.conns.size }, 'fastify-session-socket-auth: session ended its sockets')
+      this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.size, connections: entry.conns.size }, 'session ended its sockets')
     }
     return repaired
   }
@@ -400,7 +400,7 @@ export class Revocation {
         // everyone at once); they are checked again next round. An expiry that
         // cannot be confirmed as extended still ends the session: fail closed.
         if (dueToExpire) return this.#revokeAfterCheck(entry, 'expired')
-        this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'fastify-session-socket-auth: could not revalidate a session; keeping its sockets until the next check')
+        this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'could not revalidate a session; keeping its sockets until the next check')
         break
       default:
         return this.#revokeAfterCheck(entry, dueToExpire ? 'expired' : 'revoked')
@@ -453,6 +453,6 @@ export class Revocation {
   }
 
   #logFailure (what: string, error: unknown, sessionId: string | undefined): void {
-    this.#opts.log.warn({ err: redactError(error, sessionId) }, `fastify-session-socket-auth: ${what} failed`)
+    this.#opts.log.warn({ err: redactError(error, sessionId) }, `${what} failed`)
   }
 }

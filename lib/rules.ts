@@ -18,10 +18,9 @@ const ADMITTED: RuleVerdict = { ok: true }
  * then `authorize`, then the namespace's rule. A loader or rule that throws
  * refuses, and is logged with the session id cut out.
  */
-export function createRules (fastify: FastifyInstance, opts: ResolvedOptions): Rules {
+export function createRules (fastify: FastifyInstance, opts: ResolvedOptions, log: FastifyBaseLogger): Rules {
   const { authorize, namespaces, userRequired } = opts
   const loadUser = opts.passport === undefined ? opts.loadUser : passportLoader(opts.passport, fastify)
-  const log = fastify.log
   return async (holder, socket) => {
     if (loadUser !== undefined) {
       let user: unknown
@@ -69,5 +68,5 @@ function passportLoader (passport: PassportAuthenticator, fastify: FastifyInstan
 }
 
 function logThrow (log: FastifyBaseLogger, what: string, error: unknown, holder: SessionHolder, socket: SessionSocket): void {
-  log.error({ err: redactError(error, holder.session.sessionId), namespace: socket.nsp.name, session: holder.key }, `fastify-session-socket-auth: ${what} threw; refused`)
+  log.error({ err: redactError(error, holder.session.sessionId), namespace: socket.nsp.name, session: holder.key }, `${what} threw; refused`)
 }

@@ -13,6 +13,9 @@ import { UnsupportedSessionPluginError } from './errors'
  * records that are not sessions at all. The guard must do none of that.
  */
 export interface SessionAccess {
+  /** @fastify/session's cookie name, and the prefix of its value ('' for none). */
+  readonly cookieName: string
+  readonly cookiePrefix: string
   /** The session id inside a signed cookie value, or null when no secret verifies it. */
   unsign (cookieValue: string): string | null
   /** One store read, bounded by the timeout; never throws. */
@@ -65,8 +68,12 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
   const touchSession = method(Session, 'touch') as (this: FastifySessionObject) => void
   const isSavedSession = method(Session, 'isSaved') as (this: FastifySessionObject) => unknown
 
+  const { cookieName, cookiePrefix } = probeCookie(fastify, (cookieOpts as { path?: string }).path ?? '/')
+
   return {
     timeout,
+    cookieName,
+    cookiePrefix,
     unsign (cookieValue) {
       const result = signer.unsign(cookieValue)
       return result.valid && typeof result.value === 'string' && result.value.length > 0 ? result.value : null
@@ -182,6 +189,55 @@ function callStore<T> (call: (done: (err?: unknown, value?: T) => void) => unkno
       }, timeout)
     }
   })
+}
+
+/**
+ * @fastify/session's cookie name and prefix live only in its closure. Its
+ * onRequest hook (function `handleSession`, in Fastify's private hook list of
+ * this scope, symbol `fastify.hooks`) reads exactly `request.cookies[name]`,
+ * and with a prefix calls `.startsWith(prefix)` on the value: run once on a
+ * probe request whose cookies record what is read, it says both. With an
+ * empty value it only builds a fresh Session (no store, no signer); the
+ * prefix probe's value makes it call the signer only when there is no prefix,
+ * and whatever the signer does with it is ignored. Public API that would
+ * replace it: `fastify.sessionCookie` ({ name, prefix }) from @fastify/session.
+ */
+function probeCookie (fastify: FastifyInstance, path: string): { cookieName: string, cookiePrefix: string } {
+  const hook = sessionHook(fastify)
+  let cookieName: string | undefined
+  let cookiePrefix = ''
+  const probe = (value: unknown): void => {
+    const cookies = new Proxy({}, {
+      get (_target, key) {
+        if (typeof key !== 'string') return undefined
+        cookieName = key
+        return value
+      }
+    })
+    const request = { raw: { url: path, headers: {} }, headers: {}, cookies, session: null }
+    try {
+      hook(request, {}, () => {})
+    } catch {
+      // A signer handed the probe value may throw; the names are read by then.
+    }
+  }
+  probe('')
+  probe({ startsWith (prefix: unknown) { cookiePrefix = typeof prefix === 'string' ? prefix : ''; return false } })
+  if (cookieName === undefined) throw new UnsupportedSessionPluginError('its onRequest hook read no cookie')
+  return { cookieName, cookiePrefix }
+}
+
+type Hook = (request: object, reply: object, done: () => void) => void
+
+function sessionHook (fastify: FastifyInstance): Hook {
+  for (let object: object | null = fastify; object !== null; object = Object.getPrototypeOf(object)) {
+    const symbol = Object.getOwnPropertySymbols(object).find((s) => s.description === 'fastify.hooks')
+    if (symbol === undefined) continue
+    const hooks = (object as Record<symbol, { onRequest?: unknown }>)[symbol]?.onRequest
+    const hook = Array.isArray(hooks) ? hooks.find((fn: unknown) => typeof fn === 'function' && fn.name === 'handleSession') : undefined
+    if (typeof hook === 'function') return hook as Hook
+  }
+  throw new UnsupportedSessionPluginError('its onRequest hook (handleSession) was not found')
 }
 
 interface ProbeParts {

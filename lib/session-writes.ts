@@ -87,7 +87,7 @@ export class SessionWrites {
     const track = this.#tracks.get(key)
     if (track === undefined || !DESTROYED.has(reason)) return Promise.resolve()
     return track.queue.then(() => this.#opts.access.destroy(track.sessionId)).catch((error: unknown) => {
-      this.#opts.log.error({ session: key, err: redactError(error, track.sessionId) }, 'fastify-session-socket-auth: could not destroy again a session that a socket write overlapped')
+      this.#opts.log.error({ session: key, err: redactError(error, track.sessionId) }, 'could not destroy again a session that a socket write overlapped')
     })
   }
 
@@ -102,7 +102,7 @@ export class SessionWrites {
     const track = this.#tracks.get(key)
     if (track === undefined || (track.pending === 0 && track.lastEnd < requestStart)) return Promise.resolve()
     return track.queue.then(saveAgain).catch((error: unknown) => {
-      this.#opts.log.error({ session: key, err: redactError(error, track.sessionId) }, 'fastify-session-socket-auth: could not save again an HTTP change that a socket write overlapped')
+      this.#opts.log.error({ session: key, err: redactError(error, track.sessionId) }, 'could not save again an HTTP change that a socket write overlapped')
     })
   }
 

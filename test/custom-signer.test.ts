@@ -65,8 +65,8 @@ test('custom signer object: HTTP regenerate ends the open socket with reason reg
   await postEndsSocket(t, app.url, cookie, '/regenerate', { reason: 'regenerate', revokedFirst: true })
 })
 
-test('cookiePrefix "s:" on @fastify/session and the plugin: HTTP logout ends the open socket', async (t) => {
-  const app = await startApp({ session: { cookiePrefix: 's:' }, auth: { cookiePrefix: 's:' } })
+test('cookiePrefix "s:" on @fastify/session: HTTP logout ends the open socket', async (t) => {
+  const app = await startApp({ session: { cookiePrefix: 's:' } })
   t.after(() => app.close())
   const cookie = await app.login('ada')
   assert.ok(decodeURIComponent(cookie).startsWith('sessionId=s:'), 'the cookie carries the prefix')

@@ -1,8 +1,9 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { createRequire } from 'node:module'
+import type { FastifyPluginCallback } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
-import fastifySecureSession from '@fastify/secure-session'
 import fastifySession from '@fastify/session'
 import sessionSocketAuth from '../lib/index'
 import { SECRET, connect, connected, startApp } from './support/app'
@@ -39,6 +40,8 @@ describe('options are validated at registration', TIMEOUT, () => {
   const wrong: Array<[string, Record<string, unknown>, RegExp]> = [
     ['cookieName as a number', { cookieName: 42 }, /"cookieName" must be a string, got number/],
     ['an empty cookieName', { cookieName: '' }, /"cookieName" must not be empty/],
+    ['a cookieName other than @fastify/session\'s', { cookieName: 'sid' }, /"cookieName" is read from @fastify\/session now \("sessionId"\), and "sid" differs: remove the option/],
+    ['a cookiePrefix other than @fastify/session\'s', { cookiePrefix: 's:' }, /"cookiePrefix" is read from @fastify\/session now \(""\), and "s:" differs/],
     ['cookiePrefix as a boolean', { cookiePrefix: true }, /"cookiePrefix" must be a string/],
     ['authorize as a string', { authorize: 'admin' }, /"authorize" must be a function, got the string "admin"/],
     ['namespaces with a non-function rule', { namespaces: { '/admin': true } }, /rule for namespace "\/admin" must be a function/],
@@ -86,6 +89,8 @@ describe('required plugins', TIMEOUT, () => {
   })
 
   test('with @fastify/secure-session instead of @fastify/session, start-up says it is not supported and why', async () => {
+    // Loaded untyped: its declarations retype request.session for the whole project.
+    const fastifySecureSession = createRequire(__filename)('@fastify/secure-session') as FastifyPluginCallback<{ key: Buffer, cookie: { path: string } }>
     const app = Fastify({ logger: false })
     try {
       await app.register(fastifyCookie)

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { engineRequest, refusedWith, startApp } from './support/app'
 
-interface Line { level: number, msg: string, code?: string, reason?: string, origin?: string, fix?: string, refusals?: number }
+interface Line { level: number, msg: string, plugin?: string, code?: string, reason?: string, origin?: string, fix?: string, refusals?: number }
 
 function capture (): { stream: Writable, lines: Line[] } {
   const lines: Line[] = []
@@ -20,7 +20,7 @@ function capture (): { stream: Writable, lines: Line[] } {
 }
 
 const INFO = 30
-const refusals = (lines: Line[]): Line[] => lines.filter((line) => line.msg === 'fastify-session-socket-auth: refused')
+const refusals = (lines: Line[]): Line[] => lines.filter((line) => line.msg === 'refused' && line.plugin === 'fastify-session-socket-auth')
 
 test('with a default logger, a refused Origin is logged at info with both origins compared and the fix', async (t) => {
   const { stream, lines } = capture()
