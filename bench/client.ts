@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { io, type Socket } from 'socket.io-client'
+import { io, Manager, type Socket } from 'socket.io-client'
 import { serve } from './ipc'
 
 /**
@@ -30,7 +30,43 @@ export interface RevocationBatch {
   revokedEvents: number
 }
 
+export interface DemotionArgs {
+  loginUrl: string
+  socketUrl: string
+  demoteUrl: string
+  /** session: POST /demote changes the user's own session; reauthorize: POST /set-role changes the user database and calls reauthorizeUser. */
+  mode: 'session' | 'reauthorize'
+  count: number
+  warmup: number
+  timeoutMs: number
+}
+export interface DemotionBatch {
+  /** ms from the demote HTTP response to the '/admin' socket's 'disconnect' (negative: the disconnect came first). */
+  afterResponse: number[]
+  /** ms from sending the demote request to that 'disconnect'. */
+  afterRequest: number[]
+  missed: number
+  /** '/admin' disconnects that came with session:revoked { reason: 'forbidden' }. */
+  forbidden: number
+  /** Trials where '/' was not connected 50 ms after '/admin' left (it must stay). */
+  mainLost: number
+}
+export interface UserDisconnectArgs { loginUrl: string, socketUrls: string[], disconnectUrl: string, sessions: number, tabs: number, count: number, warmup: number, timeoutMs: number }
+export interface UserDisconnectBatch {
+  /** ms from the disconnectUser HTTP response to the last of the user's sockets' 'disconnect'. */
+  afterResponse: number[]
+  afterRequest: number[]
+  /** Trials where some socket was still connected at the timeout. */
+  missed: number
+  sockets: number
+  /** Sockets that got session:revoked before their disconnect. */
+  revokedEvents: number
+  /** Sockets per node, in the first trial (to show the spread). */
+  perNode: number[]
+}
+
 let held: Socket[] = []
+let trialId = 0
 
 function open (url: string, cookie: string): Socket {
   return io(url, {
@@ -66,8 +102,8 @@ function post (url: string, path: string, cookie?: string): Promise<{ status: nu
   })
 }
 
-async function login (url: string, stale: boolean): Promise<string> {
-  const response = await post(url, '/login')
+async function login (url: string, stale: boolean, user?: { id: string, role: 'user' | 'admin' }): Promise<string> {
+  const response = await post(url, user === undefined ? '/login' : `/login?id=${encodeURIComponent(user.id)}&role=${user.role}`)
   const setCookie = response.setCookie[0]
   if (response.status !== 200 || setCookie === undefined) throw new Error(`login at ${url} failed: status ${response.status}`)
   const cookie = setCookie.split(';', 1)[0] as string
@@ -156,7 +192,110 @@ async function revocations (args: RevocationArgs): Promise<RevocationBatch> {
   return result
 }
 
+function connected (socket: Socket): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (socket.connected) return resolve()
+    socket.once('connect', () => resolve())
+    socket.once('connect_error', (err: Error) => reject(new Error(`socket refused: ${err.message}`)))
+  })
+}
+
+function disconnectedWithin (socket: Socket, timeoutMs: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), timeoutMs)
+    socket.once('disconnect', () => {
+      clearTimeout(timer)
+      resolve(performance.now())
+    })
+  })
+}
+
+/**
+ * Demotion across nodes: an admin's tab on `socketUrl` (node B) holds '/' and
+ * '/admin' on one connection; the user's own session is changed over HTTP on
+ * `demoteUrl` (node A). Timed to the '/admin' socket's disconnect.
+ */
+async function demotions (args: DemotionArgs): Promise<DemotionBatch> {
+  const result: DemotionBatch = { afterResponse: [], afterRequest: [], missed: 0, forbidden: 0, mainLost: 0 }
+  for (let i = 0; i < args.warmup + args.count; i++) {
+    const measured = i >= args.warmup
+    const id = `demoted-${process.pid}-${trialId++}`
+    const cookie = await login(args.loginUrl, false, { id, role: 'admin' })
+    const manager = new Manager(args.socketUrl, { transports: ['websocket'], reconnection: false, timeout: 20_000, extraHeaders: { cookie } })
+    const main = manager.socket('/')
+    const admin = manager.socket('/admin')
+    await Promise.all([connected(main), connected(admin)])
+    let reason: string | undefined
+    admin.once('session:revoked', (payload: { reason: string }) => { reason = payload.reason })
+    const left = disconnectedWithin(admin, args.timeoutMs)
+    const sent = performance.now()
+    const response = args.mode === 'session'
+      ? await post(args.demoteUrl, '/demote', cookie)
+      : await post(args.demoteUrl, `/set-role?id=${encodeURIComponent(id)}&role=user`)
+    const answered = performance.now()
+    if (response.status !== 200) throw new Error(`demote failed: status ${response.status}`)
+    const at = await left
+    if (at !== null) await new Promise((resolve) => setTimeout(resolve, 50))
+    const mainStayed = main.connected
+    main.close()
+    admin.close()
+    if (!measured) continue
+    if (at === null) {
+      result.missed++
+      continue
+    }
+    result.afterResponse.push(at - answered)
+    result.afterRequest.push(at - sent)
+    if (reason === 'forbidden') result.forbidden++
+    if (!mainStayed) result.mainLost++
+  }
+  return result
+}
+
+/**
+ * disconnectUser: one user, `sessions` logins × `tabs` sockets each, spread
+ * round-robin over `socketUrls`; timed to the last socket's disconnect.
+ */
+async function userDisconnects (args: UserDisconnectArgs): Promise<UserDisconnectBatch> {
+  const result: UserDisconnectBatch = { afterResponse: [], afterRequest: [], missed: 0, sockets: args.sessions * args.tabs, revokedEvents: 0, perNode: args.socketUrls.map(() => 0) }
+  for (let i = 0; i < args.warmup + args.count; i++) {
+    const measured = i >= args.warmup
+    const user = { id: `user-${process.pid}-${trialId++}`, role: 'user' as const }
+    const cookies = await Promise.all(Array.from({ length: args.sessions }, () => login(args.loginUrl, false, user)))
+    const sockets: Socket[] = []
+    cookies.forEach((cookie, s) => {
+      for (let t = 0; t < args.tabs; t++) {
+        const node = (s * args.tabs + t) % args.socketUrls.length
+        if (i === 0) result.perNode[node] = (result.perNode[node] ?? 0) + 1
+        sockets.push(open(args.socketUrls[node] as string, cookie))
+      }
+    })
+    await Promise.all(sockets.map(connected))
+    let revoked = 0
+    for (const socket of sockets) socket.once('session:revoked', () => { revoked++ })
+    const ends = sockets.map((socket) => disconnectedWithin(socket, args.timeoutMs))
+    const sent = performance.now()
+    const response = await post(args.disconnectUrl, `/disconnect-user?id=${encodeURIComponent(user.id)}`)
+    const answered = performance.now()
+    if (response.status !== 200) throw new Error(`disconnect-user failed: status ${response.status}`)
+    const times = await Promise.all(ends)
+    for (const socket of sockets) socket.close()
+    if (!measured) continue
+    if (times.some((at) => at === null)) {
+      result.missed++
+      continue
+    }
+    const last = Math.max(...(times as number[]))
+    result.afterResponse.push(last - answered)
+    result.afterRequest.push(last - sent)
+    result.revokedEvents += revoked
+  }
+  return result
+}
+
 serve({
+  demotions: (arg: DemotionArgs) => demotions(arg),
+  userDisconnects: (arg: UserDisconnectArgs) => userDisconnects(arg),
   logins: (arg: LoginArgs) => logins(arg),
   handshakes: (arg: HandshakeArgs) => handshakes(arg),
   closeAll,

@@ -213,9 +213,9 @@ export interface BenchReport {
   targets: Target[]
 }
 
-interface ServerInfo { url: string, pid: number }
-type Server = Child<ServerInfo>
-type Client = Child<{ pid: number }>
+export interface ServerInfo { url: string, pid: number }
+export type Server = Child<ServerInfo>
+export type Client = Child<{ pid: number }>
 type Usage = { user: number, system: number }
 
 export async function runBench (options: BenchOptions): Promise<BenchReport> {
@@ -437,7 +437,7 @@ async function handshakePhase (
   return out
 }
 
-async function measureHandshakes (server: Server, client: Client, cookies: string[], count: number, concurrency: number, scenario: Scenario): Promise<HandshakeFigures> {
+export async function measureHandshakes (server: Server, client: Client, cookies: string[], count: number, concurrency: number, scenario: Scenario): Promise<HandshakeFigures> {
   await drained(server, 0)
   await server.call('gc', 1)
   const counts0 = await server.call<StoreCounts>('counts')
@@ -654,7 +654,7 @@ function mergeCodes (rounds: HandshakeFigures[]): Record<string, number> {
  * Promise.all for starting children, but it waits for every start to settle
  * before it throws, so that no child comes up after the cleanup has run.
  */
-async function allStarted<T extends readonly unknown[]> (starts: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+export async function allStarted<T extends readonly unknown[]> (starts: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
   const settled = await Promise.allSettled(starts)
   const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected')
   if (failed !== undefined) throw failed.reason

@@ -40,6 +40,13 @@ export interface ServerSpec {
   adapterKey?: string
   /** The plugin's revalidateInterval (guard variants only). */
   revalidateInterval?: number | false
+  /**
+   * Users (guard variants only, for bench/users.ts): `loadUser` sets a trivial
+   * loader (the session's user object), `identify` names the user by its id
+   * (per-user room, disconnectUser). Either adds an '/admin' rule (role admin)
+   * and the routes POST /demote and POST /disconnect-user?id=.
+   */
+  users?: { loadUser: boolean, identify: boolean, /** guard-redis: the loader also reads the role from a Redis hash (the app's "user database"), and POST /set-role?id=&role= writes it there and calls reauthorizeUser. */ rolesInRedis?: boolean }
 }
 
 /** Calls that reached the session store (and, for Redis, the commands that reached Redis). */
@@ -111,6 +118,12 @@ function userOf (session: object | null | undefined): unknown {
   return (session as Record<string, unknown> | null | undefined)?.user
 }
 
+interface BenchUser { name: string, id?: string, role?: 'user' | 'admin' }
+
+function benchUser (value: unknown): BenchUser | undefined {
+  return value as BenchUser | undefined
+}
+
 export async function startVariant (spec: ServerSpec): Promise<RunningServer> {
   return spec.variant === 'express' ? startExpress() : startFastifyVariant(spec)
 }
@@ -121,6 +134,7 @@ async function startFastifyVariant (spec: ServerSpec): Promise<RunningServer> {
   const socketIo: Partial<ServerOptions> = {}
 
   let store: SessionStore
+  let roles: { get: (id: string) => Promise<string | null>, set: (id: string, role: string) => Promise<unknown> } | undefined
   if (spec.variant === 'guard-redis') {
     const [{ createClient }, { RedisStore }] = await Promise.all([import('redis'), import('connect-redis')])
     const client: Redis = createClient({ url: spec.redisUrl })
@@ -128,9 +142,14 @@ async function startFastifyVariant (spec: ServerSpec): Promise<RunningServer> {
     await client.connect()
     const redisStore = new RedisStore({ client: countingRedis(client, counts), prefix: spec.redisPrefix ?? 'bench-sess:' })
     store = countStore(redisStore as unknown as CallbackStore, counts) as unknown as SessionStore
+    const rolesKey = `${spec.redisPrefix ?? 'bench-sess:'}roles`
+    if (spec.users?.rolesInRedis === true) {
+      roles = { get: (id) => client.hGet(rolesKey, id), set: (id, role) => client.hSet(rolesKey, id, role) }
+    }
     cleanup.push(async () => {
       // Only this run's keys (its unique prefix); the shared Redis keeps everything else.
       await redisStore.clear().catch(() => {})
+      if (roles !== undefined) await client.del(rolesKey).catch(() => {})
       await client.close()
     })
     if (spec.adapterKey !== undefined) {
@@ -156,13 +175,24 @@ async function startFastifyVariant (spec: ServerSpec): Promise<RunningServer> {
   })
 
   let io: Server
+  const users = spec.users
   if (spec.variant === 'guard-memory' || spec.variant === 'guard-redis') {
     await app.register(sessionSocketAuth, {
       ...socketIo,
       authorize: (session) => userOf(session) !== undefined,
-      ...(spec.revalidateInterval !== undefined ? { revalidateInterval: spec.revalidateInterval } : {})
+      ...(spec.revalidateInterval !== undefined ? { revalidateInterval: spec.revalidateInterval } : {}),
+      ...(users?.loadUser === true ? { loadUser: roles === undefined ? (session) => benchUser(userOf(session)) : redisRoleLoader(roles.get) } : {}),
+      ...(users?.identify === true ? { identify: (session) => benchUser(userOf(session))?.id } : {}),
+      ...(users === undefined
+        ? {}
+        : {
+            namespaces: {
+              '/admin': (session, socket) => benchUser(users.loadUser ? socket.data.user : userOf(session))?.role === 'admin'
+            }
+          })
     })
     io = app.io
+    if (users !== undefined) io.of('/admin').on('connection', () => {})
   } else {
     io = new Server(app.server, socketIo)
     app.addHook('preClose', (done) => {
@@ -175,11 +205,36 @@ async function startFastifyVariant (spec: ServerSpec): Promise<RunningServer> {
   }
   io.on('connection', () => {})
 
-  app.post('/login', async (request) => {
+  app.post<{ Querystring: { id?: string, role?: string } }>('/login', async (request) => {
     await request.session.regenerate()
-    ;(request.session as unknown as Record<string, unknown>).user = { name: 'bench' }
+    const { id, role } = request.query
+    ;(request.session as unknown as Record<string, unknown>).user = id === undefined
+      ? { name: 'bench' }
+      : { name: 'bench', id, role: role === 'admin' ? 'admin' : 'user' } satisfies BenchUser
     return { ok: true }
   })
+  if (users !== undefined) {
+    // The user's own session changes over HTTP (saved by @fastify/session): the
+    // plugin hands the new session to its sockets on every node and reruns the rules.
+    app.post('/demote', async (request) => {
+      const session = request.session as unknown as Record<string, unknown>
+      session.user = { ...benchUser(session.user), role: 'user' }
+      return { ok: true }
+    })
+    // A change outside the session (the user database), then reauthorizeUser: how the example's admin demotes.
+    app.post<{ Querystring: { id?: string, role?: string } }>('/set-role', async (request, reply) => {
+      const { id, role } = request.query
+      if (roles === undefined || id === undefined || (role !== 'user' && role !== 'admin')) return reply.code(400).send({ error: 'id, role' })
+      await roles.set(id, role)
+      await app.reauthorizeUser(id)
+      return { ok: true }
+    })
+    app.post<{ Querystring: { id?: string } }>('/disconnect-user', async (request, reply) => {
+      if (request.query.id === undefined) return reply.code(400).send({ error: 'id' })
+      await app.disconnectUser(request.query.id)
+      return { ok: true }
+    })
+  }
   app.post('/logout', async (request) => {
     await request.session.destroy()
     return { ok: true }
@@ -196,6 +251,16 @@ async function startFastifyVariant (spec: ServerSpec): Promise<RunningServer> {
       await app.close()
       for (const step of cleanup) await step()
     }
+  }
+}
+
+/** The session's user, with the role the "user database" (a Redis hash) has for it, if any. */
+function redisRoleLoader (getRole: (id: string) => Promise<string | null>): (session: FastifySessionObject) => Promise<BenchUser | undefined> {
+  return async (session) => {
+    const user = benchUser(userOf(session))
+    if (user?.id === undefined) return user
+    const role = await getRole(user.id)
+    return role === 'user' || role === 'admin' ? { ...user, role } : user
   }
 }
 

@@ -85,7 +85,7 @@ export const AlreadyRegisteredError = createError(
 
 export const SessionPluginMissingError = createError(
   'FST_SESSION_SOCKET_AUTH_NO_SESSION_PLUGIN',
-  'fastify-session-socket-auth: register @fastify/session before this plugin, in the same scope: await app.register(fastifyCookie); await app.register(fastifySession, { secret, store }); await app.register(sessionSocketAuth).',
+  'fastify-session-socket-auth: register @fastify/session before this plugin, in the same scope: await app.register(fastifyCookie); await app.register(fastifySession, { secret, store }); await app.register(fastifySessionSocketAuth).',
   500
 )
 

@@ -6,24 +6,26 @@ import {
   AlreadyRegisteredError, HandshakeRefusal as HandshakeRefusalClass, InvalidArgumentError, InvalidOptionError, REFUSALS,
   SecureSessionUnsupportedError, SessionPluginMissingError, WrongScopeError
 } from './errors'
+import { closeWithFastify } from './close'
 import { createHandshakeGuard } from './handshake'
-import { watchHttpSessions } from './http-sessions'
+import { watchHttpSessions } from './http-watcher'
 import { serveOnEveryAddress } from './listen-addresses'
 import { redactError } from './log'
 import { guardEveryNamespace } from './namespaces'
 import type {
-  OriginPolicy, PassportAuthenticator as Passport, ResolvedOptions, SessionRule, SessionSocketAuthOptions, UserIdentifier as Identifier, UserLoader as Loader
+  OriginPolicy as Origins, PassportAuthenticator as Passport, ResolvedOptions, SessionRule as Rule, SessionSocketAuthOptions as Options,
+  UserIdentifier as Identifier, UserLoader as Loader
 } from './options'
 import { EIO3_REFUSED, RECOVERY_REFUSED, resolveOptions } from './options'
 import { buildOriginCheck } from './origin'
 import { createRefusalLog } from './refusal-log'
 import { createRequestGate } from './request-gate'
 import { REVOCATION_REASONS, REVOKED_EVENT as REVOKED_EVENT_NAME, Revocation } from './revocation'
-import { readSessionAccess } from './session-access'
+import { readSessionAccess } from './store-access'
 import { createRules } from './rules'
-import { sessionKey, sessionRoom as sessionRoomOf, userKey, userRoom as userRoomOf } from './session-key'
+import { sessionKey, sessionRoom as sessionRoomOf, userKey, userRoom as userRoomOf } from './hashed-ids'
 import { requestOriginReader } from './upstream/fastify'
-import { acceptsEio3, endPollingWaits, isSocketIoServer, namespacesOf, prependEngineMiddleware, recoversConnectionState } from './upstream/socket-io'
+import { acceptsEio3, isSocketIoServer, prependEngineMiddleware, recoversConnectionState } from './upstream/socket-io'
 import type * as Types from './types'
 import type { RevocationReason, SessionSocketServer } from './types'
 import './types'
@@ -34,10 +36,10 @@ import './types'
  * @example
  * await app.register(fastifyCookie)
  * await app.register(fastifySession, { secret, store })
- * await app.register(sessionSocketAuth, { authorize: (session) => Boolean(session.user) })
+ * await app.register(fastifySessionSocketAuth, { authorize: (session) => Boolean(session.user) })
  * app.io.on('connection', (socket) => socket.emit('hello', socket.data.session.user))
  */
-async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSocketAuthOptions): Promise<void> {
+async function fastifySessionSocketAuth (fastify: FastifyInstance, options: Options): Promise<void> {
   const opts = resolveOptions(options)
   checkScope(fastify)
   // Every line this plugin logs says so in a field, not in a prefix of its message.
@@ -127,34 +129,13 @@ async function sessionSocketAuth (fastify: FastifyInstance, options: SessionSock
     await revocation.reauthorizeUserEverywhere(userKey(checkUserId(userId, 'reauthorizeUser')))
   })
 
-  if (owned) {
-    fastify.addHook('preClose', (done) => {
-      // The user's step replaces the disconnect, not the engine close: without
-      // it, open WebSockets would hold server.close() until their heartbeat ends.
-      if (opts.preClose !== undefined) {
-        return opts.preClose.call(fastify, () => {
-          io.engine.close()
-          done()
-        })
-      }
-      // Only this node's sockets: a node shutting down must not disconnect the cluster.
-      // Every namespace: io.local is the main one only, and a socket elsewhere
-      // would see a bare transport close instead of a server disconnect.
-      for (const nsp of namespacesOf(io)) nsp.local.disconnectSockets(true)
-      // Engine.IO connections that never joined a namespace would otherwise
-      // hold server.close() open until their heartbeat times out.
-      io.engine.close()
-      done()
-    })
-  }
-  fastify.addHook('onClose', (_instance, done) => {
-    revocation.close()
-    releaseServer(fastify)
-    if (!owned) return done()
-    endPollingWaits(io)
-    // Fastify has closed the HTTP server by now, so Socket.IO's own attempt to
-    // close it reports an error that means nothing here.
-    io.close(() => done())
+  closeWithFastify(fastify, io, {
+    owned,
+    preClose: opts.preClose,
+    release: () => {
+      revocation.close()
+      releaseServer(fastify)
+    }
   })
 }
 
@@ -231,14 +212,14 @@ function checkCookieOverrides (opts: ResolvedOptions, access: { cookieName: stri
   }
 }
 
-fp(sessionSocketAuth, {
+fp(fastifySessionSocketAuth, {
   fastify: '5.x',
   name: 'fastify-session-socket-auth',
   // @fastify/session is checked by the plugin itself, to tell it apart from @fastify/secure-session.
   dependencies: ['@fastify/cookie']
 })
 
-declare namespace sessionSocketAuth {
+declare namespace fastifySessionSocketAuth {
   /**
    * The app's Socket.IO event maps and socket data, declared once by
    * augmenting these interfaces (as @fastify/session's `Session` is):
@@ -263,13 +244,12 @@ declare namespace sessionSocketAuth {
    * `interface SocketUser extends PassportUser {}`); `unknown` until it is.
    */
   export interface SocketUser {}
-  export type Options = SessionSocketAuthOptions
-  export type SessionSocketAuthPluginOptions = SessionSocketAuthOptions
-  export type Rule = SessionRule
+  export type SessionSocketAuthOptions = Options
+  export type SessionRule = Rule
+  export type OriginPolicy = Origins
   export type UserLoader = Loader
   export type UserIdentifier = Identifier
   export type PassportAuthenticator = Passport
-  export type AllowedOrigins = OriginPolicy
   export type SessionSocketData = Types.SessionSocketData
   export type SessionSocketServer = Types.SessionSocketServer
   export type SessionSocket = Types.SessionSocket
@@ -285,16 +265,19 @@ declare namespace sessionSocketAuth {
   export const sessionRoom: typeof sessionRoomOf
   /** The room holding every socket of a user (all sessions, all devices), on every node. */
   export const userRoom: typeof userRoomOf
-  export { sessionSocketAuth, sessionSocketAuth as default }
+  /** @deprecated The same plugin under its old name: use `fastifySessionSocketAuth` (or the default export). */
+  export const sessionSocketAuth: typeof fastifySessionSocketAuth
+  export { fastifySessionSocketAuth, fastifySessionSocketAuth as default }
 }
 
 // Node finds the named exports of a CommonJS module by reading
 // `module.exports.name =` lines, so each is spelled out.
-module.exports = sessionSocketAuth
-module.exports.default = sessionSocketAuth
-module.exports.sessionSocketAuth = sessionSocketAuth
+module.exports = fastifySessionSocketAuth
+module.exports.default = fastifySessionSocketAuth
+module.exports.fastifySessionSocketAuth = fastifySessionSocketAuth
+module.exports.sessionSocketAuth = fastifySessionSocketAuth
 module.exports.REFUSAL_CODES = REFUSALS
 module.exports.REVOKED_EVENT = REVOKED_EVENT_NAME
 module.exports.sessionRoom = sessionRoomOf
 module.exports.userRoom = userRoomOf
-export = sessionSocketAuth
+export = fastifySessionSocketAuth

@@ -2,13 +2,13 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Admission } from './handshake'
 import { isWriteRefusal } from './errors'
 import { redactError } from './log'
-import type { SessionAccess } from './session-access'
-import { expiryOf } from './session-access'
+import type { SessionAccess } from './store-access'
+import { expiryOf } from './store-access'
 import type { UserIdentifier } from './options'
 import type { Rules } from './rules'
-import { roomOfKey, roomOfUserKey, userKey } from './session-key'
-import type { SessionHolder } from './socket-session'
-import { SessionWrites } from './session-writes'
+import { roomOfKey, roomOfUserKey, userKey } from './hashed-ids'
+import type { SessionHolder } from './session-holder'
+import { WriteGuard } from './write-guard'
 import { reachesOtherNodes } from './upstream/socket-io'
 import type { RevocationReason, RevokedPayload, SessionSocket, SessionSocketServer } from './types'
 
@@ -44,8 +44,8 @@ export interface RevocationOptions {
 interface Entry {
   readonly key: string
   readonly sessionId: string
-  /** The user's key, from `identify` at the first socket; undefined when the session has no user. */
-  readonly userKey: string | undefined
+  /** The user's key, from `identify` on the session as last read; undefined when the session has no user. */
+  userKey: string | undefined
   readonly sockets: Map<SessionSocket, SessionHolder>
   // A connection outlives its sockets (a client may leave every namespace and
   // open one later): it is ended with its session even with no socket open.
@@ -69,7 +69,7 @@ interface Entry {
  */
 export class Revocation {
   /** This node's writes to sessions, kept from undoing what a revocation did (they consult its memory). */
-  readonly writes: SessionWrites
+  readonly writes: WriteGuard
   readonly #opts: RevocationOptions
   readonly #entries = new Map<string, Entry>()
   readonly #byUser = new Map<string, Set<Entry>>()
@@ -85,7 +85,7 @@ export class Revocation {
 
   constructor (opts: RevocationOptions) {
     this.#opts = opts
-    this.writes = new SessionWrites({
+    this.writes = new WriteGuard({
       access: opts.access,
       log: opts.log,
       revokedSince: (key, since) => this.revokedSince(key, since),
@@ -134,7 +134,7 @@ export class Revocation {
       entry = {
         key: admission.key,
         sessionId: admission.sessionId,
-        userKey: this.#userKeyOf(admission),
+        userKey: undefined,
         sockets: new Map(),
         conns: new Set(),
         expiresAt: admission.expiresAt,
@@ -145,17 +145,16 @@ export class Revocation {
         refreshAgain: false
       }
       this.#entries.set(entry.key, entry)
-      if (entry.userKey !== undefined) {
-        let entries = this.#byUser.get(entry.userKey)
-        if (entries === undefined) this.#byUser.set(entry.userKey, entries = new Set())
-        entries.add(entry)
-      }
     }
     entry.sockets.set(socket, admission.holder)
+    // This socket's read is the session's latest: it may name another user (a login or logout done in place).
+    const user = this.#userKeyOf(admission.holder)
+    if (user !== entry.userKey) this.#setUser(entry, user)
+    else if (user !== undefined) socket.join(roomOfUserKey(user))
     // This read may be fresher than the entry's (or older, from a slow rule): keep the later expiry.
     if (admission.expiresAt > entry.expiresAt) entry.expiresAt = admission.expiresAt
 
-    socket.join(entry.userKey === undefined ? roomOfKey(entry.key) : [roomOfKey(entry.key), roomOfUserKey(entry.userKey)])
+    socket.join(roomOfKey(entry.key))
     this.#entryOf.set(socket, entry)
     socket.once('disconnect', this.#onEnd)
     const conn = socket.conn
@@ -250,10 +249,15 @@ export class Revocation {
           this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'could not read a changed session; its sockets keep what they had')
           return
         }
+        for (const holder of entry.sockets.values()) holder.refresh(read.record, readAt)
+        const [first] = entry.sockets.values()
+        const user = first === undefined ? undefined : this.#userKeyOf(first)
+        if (user !== entry.userKey) this.#setUser(entry, user)
         await Promise.all([...entry.sockets].map(async ([socket, holder]) => {
-          holder.refresh(read.record, readAt)
           const verdict = await this.#opts.rules(holder, socket)
           if (verdict.ok || !socket.connected) return
+          // The user's database failing for a moment does not log everyone out, as with the store.
+          if (verdict.code === 'USER_UNAVAILABLE') return
           this.#opts.log.debug({ session: entry.key, namespace: socket.nsp.name, code: verdict.code, reason: verdict.reason }, 'a changed session no longer passes the rules; the socket leaves the namespace')
           socket.emit(REVOKED_EVENT, { reason: 'forbidden' } satisfies RevokedPayload)
           socket.disconnect()
@@ -264,13 +268,33 @@ export class Revocation {
     return entry.refreshing
   }
 
-  #userKeyOf (admission: Admission): string | undefined {
+  #userKeyOf (holder: SessionHolder): string | undefined {
     try {
-      const id = this.#opts.identify(admission.holder.session)
+      const id = this.#opts.identify(holder.session)
       return id === undefined || id === null || id === '' ? undefined : userKey(id)
     } catch (error) {
-      this.#logFailure('identify', error, admission.sessionId)
+      this.#logFailure('identify', error, holder.sessionId)
       return undefined
+    }
+  }
+
+  // The session names a user (another one, or none, after a change): index and rooms follow.
+  #setUser (entry: Entry, next: string | undefined): void {
+    const previous = entry.userKey
+    if (previous !== undefined) {
+      const entries = this.#byUser.get(previous)
+      entries?.delete(entry)
+      if (entries?.size === 0) this.#byUser.delete(previous)
+    }
+    entry.userKey = next
+    if (next !== undefined) {
+      let entries = this.#byUser.get(next)
+      if (entries === undefined) this.#byUser.set(next, entries = new Set())
+      entries.add(entry)
+    }
+    for (const socket of entry.sockets.keys()) {
+      if (previous !== undefined && previous !== next) socket.leave(roomOfUserKey(previous))
+      if (next !== undefined) socket.join(roomOfUserKey(next))
     }
   }
 
@@ -360,6 +384,7 @@ export class Revocation {
     const entries = this.#byUser.get(entry.userKey)
     entries?.delete(entry)
     if (entries?.size === 0) this.#byUser.delete(entry.userKey)
+    entry.userKey = undefined
   }
 
   #nextRevalidation (now: number): number {

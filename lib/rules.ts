@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { RefusalCode } from './errors'
 import { redactError } from './log'
 import type { PassportAuthenticator, ResolvedOptions, UserLoader } from './options'
-import type { SessionHolder } from './socket-session'
+import type { SessionHolder } from './session-holder'
 import type { SessionSocket } from './types'
 
 export type RuleVerdict = { ok: true } | { ok: false, code: RefusalCode, reason: string }

@@ -2,7 +2,7 @@ import type { FastifySessionObject } from '@fastify/session'
 import type { DefaultEventsMap, Server, Socket } from 'socket.io'
 // The interfaces an app augments live on the exported namespace (index.ts), where
 // `declare module 'fastify-session-socket-auth'` reaches them.
-import type sessionSocketAuth = require('./index')
+import type plugin = require('./index')
 
 /** An event map as declared, or Socket.IO's default when nothing is. */
 type Declared<Events> = keyof Events extends never ? DefaultEventsMap : Events
@@ -18,13 +18,13 @@ export interface SessionSocketData {
   user: User | undefined
 }
 
-type Listen = Declared<sessionSocketAuth.ClientToServerEvents>
-type Emit = Declared<sessionSocketAuth.ServerToClientEvents>
-type InterServer = Declared<sessionSocketAuth.InterServerEvents>
-type Data = sessionSocketAuth.SocketData & SessionSocketData
+type Listen = Declared<plugin.ClientToServerEvents>
+type Emit = Declared<plugin.ServerToClientEvents>
+type InterServer = Declared<plugin.InterServerEvents>
+type Data = plugin.SocketData & SessionSocketData
 
 /** The app's user type, as declared by augmenting `SocketUser`; `unknown` until it is. */
-export type User = keyof sessionSocketAuth.SocketUser extends never ? unknown : sessionSocketAuth.SocketUser
+export type User = keyof plugin.SocketUser extends never ? unknown : plugin.SocketUser
 
 export type SessionSocketServer = Server<Listen, Emit, InterServer, Data>
 export type SessionSocket = Socket<Listen, Emit, InterServer, Data>

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { BenchReport, HandshakeFigures, Scenario } from '../bench/harness'
 import type { VariantName } from '../bench/variants'
+import { LOADER_VARIANTS, type UsersReport } from '../bench/users'
 import { needRedis } from './support/services'
 
 // A tiny end-to-end run of `npm run bench` (--quick: a few connections per
@@ -145,4 +146,49 @@ test('npm run bench -- --quick covers the Redis variants: plugin with connect-re
   assert.equal(twoNodes.revokedEvents, twoNodes.logouts)
   assert.ok(stdout.includes('two nodes via Redis p50 / p99 ms'))
   assert.ok(stdout.includes('Redis commands / handshake'))
+})
+
+test('npm run bench:users -- --quick runs end to end: demotion and disconnectUser across two nodes, CPU with and without loadUser', { timeout: 60_000 }, async (t) => {
+  if (!await needRedis(t)) return
+  const usersDir = await mkdtemp(join(tmpdir(), 'bench-users-smoke-'))
+  t.after(() => rm(usersDir, { recursive: true, force: true }))
+  const result = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolvePromise) => {
+    execFile(process.execPath, ['--import', 'tsx', 'bench/users.ts', '--quick', '--results-dir', usersDir], {
+      cwd: ROOT,
+      timeout: 50_000,
+      maxBuffer: 16 * 1024 * 1024
+    }, (error, stdout, stderr) => {
+      resolvePromise({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr })
+    })
+  })
+  assert.equal(result.code, 0, `npm run bench:users -- --quick failed:\n${result.stderr}\n${result.stdout}`)
+  const users = JSON.parse(await readFile(join(usersDir, 'users-latest.json'), 'utf8')) as UsersReport
+  // Functional, not timing: every trial ended as it should.
+  const { demotion, demotionReauthorize, disconnectUser } = users
+  for (const figures of [demotion, demotionReauthorize]) {
+    assert.equal(figures.trials, users.meta.sizes.demotions)
+    assert.equal(figures.missed, 0, 'a demotion on node A did not end /admin on node B within 2 s')
+    assert.equal(figures.forbidden, figures.trials, "every demoted /admin socket gets session:revoked { reason: 'forbidden' }")
+    assert.equal(figures.mainLost, 0, "'/' stays connected when /admin is left")
+    assertFinite(figures.p99Ms, 'demotion p99')
+  }
+  assert.equal(disconnectUser.trials, users.meta.sizes.userDisconnects)
+  assert.equal(disconnectUser.missed, 0, 'disconnectUser left a socket connected for 2 s')
+  assert.equal(disconnectUser.socketsPerTrial, 9)
+  assert.deepEqual(disconnectUser.perNode.map((n) => n > 0), [true, true], 'the sockets are spread over both nodes')
+  assert.equal(disconnectUser.revokedEvents, disconnectUser.trials * 9)
+  for (const figure of ['p50Ms', 'p99Ms'] as const) {
+    assertFinite(demotion[figure], `demotion ${figure}`)
+    assertFinite(disconnectUser[figure], `disconnectUser ${figure}`)
+  }
+  for (const variant of LOADER_VARIANTS) {
+    const figures = users.handshakes[variant]
+    assertFinite(figures.cpuUsPerConn, `${variant} CPU per handshake`)
+    assert.equal(figures.admitted, figures.n, `${variant}: ${JSON.stringify(figures.codes)}`)
+  }
+  assertFinite(users.ratios.loadUserOverPlain, 'ratio loadUserOverPlain')
+  assertFinite(users.ratios.loadUserIdentifyOverPlain, 'ratio loadUserIdentifyOverPlain')
+  assert.deepEqual(users.targets.map((target) => target.id), ['demotion-two-nodes', 'demotion-reauthorize-two-nodes', 'disconnect-user-two-nodes'])
+  assert.match(result.stdout, /\(a\) demote over HTTP on node A/)
+  assert.match(result.stdout, /\(c\) admitted handshake/)
 })

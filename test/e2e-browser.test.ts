@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { BrowserContext, Page } from 'playwright-core'
 import { buildExampleApp, type ExampleOptions } from '../example/app'
-import { closeChromium, needChromium } from './support/browser'
+import { closeChromium, logInToExample, needChromium } from './support/browser'
 import { needRedis, REDIS_URL } from './support/services'
 
 after(closeChromium)
@@ -52,13 +52,8 @@ async function newPage (context: BrowserContext, errors: Error[]): Promise<Page>
   return page
 }
 
-async function logIn (page: Page, url: string, name: string, options: { admin?: boolean } = {}): Promise<void> {
-  await page.goto(url + '/')
-  await page.fill('input[name=name]', name)
-  if (options.admin === true) await page.check('input[name=admin]')
-  await page.click('#login-button')
-  await page.waitForSelector('#app:not([hidden])', { timeout: WAIT })
-}
+/** Logs in through the form (passport-local): the first login with a name creates that account, with this password. */
+const logIn = (page: Page, url: string, name: string, options: { admin?: boolean } = {}): Promise<void> => logInToExample(page, url, name, { ...options, timeout: WAIT })
 
 type Line = '#status-main' | '#status-admin'
 
@@ -293,6 +288,60 @@ test('the /admin namespace refuses a non-admin with FORBIDDEN while / works, and
     await mkdir(join(ROOT, 'docs'), { recursive: true })
     await writeFile(docs, png)
   }
+  assert.deepEqual(errors, [])
+})
+
+test('an admin demotes another admin live: that page loses /admin with \'forbidden\' while / stays connected', { timeout: 60_000 }, async (t) => {
+  const graceContext = await newContext(t)
+  if (graceContext === undefined) return
+  const linusContext = await newContext(t)
+  if (linusContext === undefined) return
+  const { url } = await startExample(t)
+  const errors: Error[] = []
+
+  const grace = await newPage(graceContext, errors)
+  await logIn(grace, url, 'grace', { admin: true })
+  await waitFor(grace, '#status-admin', 'connected')
+  const linus = await newPage(linusContext, errors)
+  await logIn(linus, url, 'linus', { admin: true })
+  assert.match((await waitFor(linus, '#status-admin', 'connected')).text, /^connected as linus \(admin\)/)
+  await waitFor(linus, '#status-main', 'connected')
+  assert.equal(await linus.isVisible('#admin'), true)
+
+  // Grace's user list (sent over /admin) has linus as an admin; she demotes him.
+  const demote = grace.locator('#users li[data-user="linus"] button[data-role="user"]')
+  await demote.waitFor({ timeout: WAIT })
+  const clicked = Date.now()
+  await demote.click()
+
+  // Linus's open page: /admin ended by the server with the reason, / untouched.
+  const ended = await waitFor(linus, '#status-admin', 'disconnected')
+  t.diagnostic(`the demoted page showed /admin ended ${Date.now() - clicked} ms after the click`)
+  assert.equal(ended.code, 'forbidden')
+  assert.match(ended.text, /session:revoked \(forbidden\)/)
+  assert.match(ended.text, /io server disconnect/)
+  assert.equal(await linus.getAttribute('#status-main', 'data-state'), 'connected')
+  assert.equal(await linus.isVisible('#admin-revoked'), true)
+  assert.equal(await linus.isVisible('#admin'), false)
+  await until('the new role on the page', async () => await linus.textContent('#me-role') === 'user')
+
+  // / goes on: ticks keep coming, chat works and carries the new role; HTTP sees it too.
+  const ticks = await ticksReceived(linus)
+  await until('another tick', async () => await ticksReceived(linus) > ticks)
+  await say(linus, 'still here')
+  const line = grace.locator('#chat-log li', { hasText: 'still here' }).last()
+  await line.waitFor({ timeout: WAIT })
+  assert.equal(await line.locator('.role').innerText(), 'user')
+  const state = await linus.context().request.get(url + '/me')
+  assert.equal(((await state.json()) as { user: { role: string } }).user.role, 'user')
+
+  // The admin who demoted him keeps /admin, and sees the list updated.
+  assert.equal(await grace.getAttribute('#status-admin', 'data-state'), 'connected')
+  await grace.locator('#users li[data-user="linus"] button[data-role="admin"]').waitFor({ timeout: WAIT })
+  // A reload of the demoted page is refused on /admin (FORBIDDEN), admitted on /.
+  await linus.reload()
+  assert.equal((await waitFor(linus, '#status-admin', 'refused')).code, 'FORBIDDEN')
+  assert.match((await waitFor(linus, '#status-main', 'connected')).text, /^connected as linus \(user\)/)
   assert.deepEqual(errors, [])
 })
 

@@ -37,6 +37,7 @@ function run (command: string, args: string[]): Promise<string> {
 interface Built {
   (...args: unknown[]): unknown
   default: unknown
+  fastifySessionSocketAuth: unknown
   sessionSocketAuth: unknown
   REFUSAL_CODES: Record<string, string>
   REVOKED_EVENT: string
@@ -67,12 +68,13 @@ describe('the built module', TIMEOUT, () => {
     // dist/ is the build's outDir: the same file names exist in our build.
     assert.ok(existsSync(join(outDir, 'index.js')))
     assert.ok(existsSync(join(outDir, 'index.d.ts')))
-    assert.match(readFileSync(join(outDir, 'index.d.ts'), 'utf8'), /export = sessionSocketAuth/)
+    assert.match(readFileSync(join(outDir, 'index.d.ts'), 'utf8'), /export = fastifySessionSocketAuth/)
   })
 
-  test('CommonJS: module.exports is the plugin, with .default and .sessionSocketAuth being itself', () => {
+  test('CommonJS: module.exports is the plugin, with .default, .fastifySessionSocketAuth and the deprecated .sessionSocketAuth being itself', () => {
     assert.equal(typeof built, 'function')
     assert.equal(built.default, built)
+    assert.equal(built.fastifySessionSocketAuth, built)
     assert.equal(built.sessionSocketAuth, built)
   })
 
@@ -119,11 +121,11 @@ describe('the built module', TIMEOUT, () => {
   test('ESM: import() gives the default export and every named export', async () => {
     const url = pathToFileURL(join(outDir, 'index.js')).href
     const code = `
-      import plugin, { sessionSocketAuth, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } from ${JSON.stringify(url)}
+      import plugin, { fastifySessionSocketAuth, sessionSocketAuth, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } from ${JSON.stringify(url)}
       const ns = await import(${JSON.stringify(url)})
       console.log(JSON.stringify({
         defaultIsFunction: typeof plugin === 'function',
-        namedIsDefault: sessionSocketAuth === plugin,
+        namedIsDefault: fastifySessionSocketAuth === plugin && sessionSocketAuth === plugin,
         nsDefaultDefault: ns.default.default === plugin,
         codes: Object.keys(REFUSAL_CODES).sort(),
         event: REVOKED_EVENT,

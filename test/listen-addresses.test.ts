@@ -9,10 +9,10 @@ import { after, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import type { BrowserContext, Page } from 'playwright-core'
+import type { BrowserContext } from 'playwright-core'
 import type { Where } from './fixtures/dual-stack-app'
 import { connected, engineRequest, once } from './support/app'
-import { closeChromium, needChromium } from './support/browser'
+import { closeChromium, logInToExample, needChromium } from './support/browser'
 import { LOOPBACKS, needIpv6Loopback, startDualStackApp, type DualStackApp } from './support/dual-stack'
 
 after(closeChromium)
@@ -113,13 +113,6 @@ test('app.close() ends the sockets on both addresses, and the process exits with
   t.diagnostic(`the child exited ${Date.now() - closing} ms after the close was sent`)
 })
 
-async function logIn (page: Page, url: string, name: string): Promise<void> {
-  await page.goto(url + '/')
-  await page.fill('input[name=name]', name)
-  await page.click('#login-button')
-  await page.waitForSelector('#app:not([hidden])', { timeout: WAIT })
-}
-
 test('in Chromium, the example app opened at http://127.0.0.1:PORT/ and at http://[::1]:PORT/ logs in and connects on both', TIMEOUT, async (t) => {
   if (!await needIpv6Loopback(t)) return
   const browser = await needChromium(t)
@@ -133,7 +126,7 @@ test('in Chromium, the example app opened at http://127.0.0.1:PORT/ and at http:
     const page = await context.newPage()
     page.on('pageerror', (error) => errors.push(error))
     const url = app.urlOf(loopback)
-    await logIn(page, url, 'ada')
+    await logInToExample(page, url, 'ada')
     const status = await page.waitForSelector('#status-main[data-state="connected"]', { timeout: WAIT }).catch(async (error: Error) => {
       const shown = await page.getAttribute('#status-main', 'data-state').catch(() => null)
       const text = await page.textContent('#status-main').catch(() => null)

@@ -171,7 +171,7 @@ test('require() of the installed package registers on a real Fastify app (Common
   writeFileSync(join(app, 'check.cjs'), `'use strict'
 const require_ = require
 const sessionSocketAuth = require('${pkg.name}')
-const { sessionSocketAuth: named, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } = require('${pkg.name}')
+const { fastifySessionSocketAuth: named, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } = require('${pkg.name}')
 const Fastify = require('fastify')
 const fastifyCookie = require('@fastify/cookie')
 const fastifySession = require('@fastify/session')
@@ -186,7 +186,7 @@ ${appBody}
 
 test('import of the installed package (default and named exports) registers on a real Fastify app (ESM)', async () => {
   writeFileSync(join(app, 'check.mjs'), `import { createRequire } from 'node:module'
-import sessionSocketAuth, { sessionSocketAuth as named, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } from '${pkg.name}'
+import sessionSocketAuth, { fastifySessionSocketAuth as named, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } from '${pkg.name}'
 import Fastify from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'

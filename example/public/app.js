@@ -25,7 +25,7 @@ async function main () {
   } else {
     $('http-user').textContent = 'not logged in (no session cookie)'
     $('login').hidden = false
-    $('login-error').hidden = new URLSearchParams(location.search).get('error') !== 'name'
+    $('login-error').hidden = new URLSearchParams(location.search).get('error') !== 'login'
   }
 
   // The page always tries both namespaces, logged in or not, to show what the
@@ -54,10 +54,22 @@ async function main () {
     append($('chat-log'), note.at, [el('b', 'from', `announcement from ${note.from}`), el('span', 'text', note.text)], 'announcement')
   })
   socket.on('messages', (count) => { $('messages').textContent = String(count) })
+  // An admin changed this user's role: the server says so to the user's room.
+  socket.on('user', (user) => {
+    $('me-role').textContent = user.role
+    $('http-user').textContent = `logged in as ${user.name} (${user.role})`
+  })
   admin.on('connect', () => {
     $('admin').hidden = false
     $('admin-refused').hidden = true
+    $('admin-revoked').hidden = true
   })
+  admin.on('session:revoked', ({ reason }) => {
+    if (reason !== 'forbidden') return
+    $('admin').hidden = true
+    $('admin-revoked').hidden = false
+  })
+  admin.on('users', (users) => showUsers(users, me.user))
   admin.on('connect_error', (err) => {
     $('admin-refused').hidden = !(me.user && err.data && err.data.code === 'FORBIDDEN')
   })
@@ -79,6 +91,37 @@ async function main () {
     admin.emit('announce', input.value)
     input.value = ''
   })
+}
+
+/** The admin's user list, with a button per user to change the role (POST /users/:id/role). */
+function showUsers (users, self) {
+  const list = $('users')
+  list.replaceChildren(...users.map((user) => {
+    const item = document.createElement('li')
+    item.dataset.user = user.id
+    const target = user.role === 'admin' ? 'user' : 'admin'
+    const button = el('button', 'role-button', user.role === 'admin' ? 'Demote to user' : 'Make admin')
+    button.type = 'button'
+    button.dataset.role = target
+    button.addEventListener('click', () => setRole(user.id, target, button))
+    item.append(el('b', 'from', user.name), el('span', 'role', user.role), el('span', 'muted', user.id === self?.id ? '(you)' : ''), button)
+    return item
+  }))
+}
+
+async function setRole (id, role, button) {
+  button.disabled = true
+  const response = await fetch(`/users/${encodeURIComponent(id)}/role`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ role })
+  })
+  const error = $('users-error')
+  error.hidden = response.ok
+  if (!response.ok) {
+    error.textContent = `could not change the role: ${(await response.json().catch(() => ({}))).error ?? response.status}`
+    button.disabled = false
+  }
 }
 
 /**
@@ -106,6 +149,9 @@ function watch (socket, line) {
   socket.on('disconnect', (reason) => {
     if (revoked === 'regenerate') {
       show(line, 'reconnecting', revoked, 'session:revoked (regenerate): reconnecting with the new session cookie…')
+    } else if (revoked === 'forbidden') {
+      // The session lives on; this namespace's rule no longer admits its user.
+      show(line, 'disconnected', revoked, `left: session:revoked (forbidden), then "${reason}": the rule of this namespace no longer admits this user`)
     } else if (revoked !== null) {
       show(line, 'disconnected', revoked, `disconnected: session:revoked (${revoked}), then "${reason}". Reload the page to log in again.`)
       if (line.id === 'status-main') endSession(revoked)

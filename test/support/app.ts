@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession, { MemoryStore, type FastifySessionOptions } from '@fastify/session'
-import { io as connectClient, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client'
+import { Manager, io as connectClient, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client'
 import sessionSocketAuth from '../../lib/index'
 import type { SessionSocketAuthOptions } from '../../lib/options'
 
@@ -14,6 +14,8 @@ declare module 'fastify' {
   interface Session {
     user?: { name: string, role: 'user' | 'admin' }
     counter?: number
+    /** The user's id where @fastify/passport keeps it (see `userRoutes`): the plugin's default `identify` reads it. */
+    passport?: string | number
   }
 }
 
@@ -129,6 +131,38 @@ export function connect (url: string, options: ConnectOptions = {}): Promise<Con
   })
 }
 
+/**
+ * One Engine.IO connection (one Manager, as one browser tab) joined to several
+ * namespaces in turn; fails unless each is admitted. The sockets come back in
+ * the order of `namespaces`; closing all of them closes the connection.
+ */
+export async function connectedTab (url: string, namespaces: string[], options: Omit<ConnectOptions, 'namespace'> = {}): Promise<ClientSocket[]> {
+  const headers: Record<string, string> = {}
+  if (options.cookie !== undefined) headers.cookie = options.cookie
+  if (options.origin !== undefined) headers.origin = options.origin
+  const manager = new Manager(url, {
+    transports: options.transports ?? ['websocket'],
+    extraHeaders: headers,
+    reconnection: options.reconnection ?? false,
+    timeout: 5000,
+    ...options.extra
+  })
+  const sockets: ClientSocket[] = []
+  for (const namespace of namespaces) {
+    const socket = manager.socket(namespace)
+    sockets.push(socket)
+    const outcome = await new Promise<string | undefined>((resolve) => {
+      socket.once('connect', () => resolve(undefined))
+      socket.once('connect_error', (err: Error) => resolve(err.message))
+    })
+    if (outcome !== undefined) {
+      for (const opened of sockets) opened.close()
+      throw new Error(`expected ${namespace} to be admitted on the shared connection, got ${outcome}`)
+    }
+  }
+  return sockets
+}
+
 /** Connects and fails the test unless the socket is admitted. */
 export async function connected (url: string, options: ConnectOptions = {}): Promise<ClientSocket> {
   const result = await connect(url, options)
@@ -238,6 +272,51 @@ export function saveOnSocketEvent (app: FastifyInstance, event: string): void {
       }
     })
   })
+}
+
+/**
+ * Routes for a logged-in user with an id, as @fastify/passport keeps it:
+ * - POST /login-as `{ id, name?, role? }`: a fresh session (regenerated) with
+ *   `session.passport = id` (what the plugin's default `identify` reads) and
+ *   `session.user = { name, role }`;
+ * - POST /role `{ role }` and POST /rename `{ name }`: change `session.user` in
+ *   place (same session id; @fastify/session saves the change).
+ * `loginAs()` logs in through the first one.
+ */
+export function userRoutes (app: FastifyInstance): void {
+  app.post<{ Body: { id: string | number, name?: string, role?: 'user' | 'admin' } }>('/login-as', async (request) => {
+    await request.session.regenerate()
+    request.session.passport = request.body.id
+    request.session.user = { name: request.body.name ?? String(request.body.id), role: request.body.role ?? 'user' }
+    return { sessionId: request.session.sessionId }
+  })
+  app.post<{ Body: { role: 'user' | 'admin' } }>('/role', async (request, reply) => {
+    const user = request.session.user
+    if (user === undefined) return reply.code(401).send({ ok: false })
+    request.session.user = { ...user, role: request.body.role }
+    return { ok: true }
+  })
+  app.post<{ Body: { name: string } }>('/rename', async (request, reply) => {
+    const user = request.session.user
+    if (user === undefined) return reply.code(401).send({ ok: false })
+    request.session.user = { ...user, name: request.body.name }
+    return { ok: true }
+  })
+}
+
+/** Logs `id` in through `userRoutes`' POST /login-as; returns the Cookie header a browser would send. */
+export async function loginAs (app: FastifyInstance, id: string | number, role: 'user' | 'admin' = 'user', name?: string): Promise<string> {
+  const response = await app.inject({ method: 'POST', url: '/login-as', payload: { id, role, ...(name === undefined ? {} : { name }) } })
+  const setCookie = response.cookies.find((cookie) => cookie.name === 'sessionId')
+  if (setCookie === undefined) throw new Error(`login-as set no cookie (status ${response.statusCode})`)
+  return `sessionId=${encodeURIComponent(setCookie.value)}`
+}
+
+/** A POST over the network with the browser's cookie and a JSON body; fails unless it answers 200. */
+export async function postAs (url: string, path: string, cookie: string, body: unknown = {}): Promise<Response> {
+  const response = await fetch(url + path, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  if (response.status !== 200) throw new Error(`POST ${path} answered ${response.status}`)
+  return response
 }
 
 export interface EngineAnswer {

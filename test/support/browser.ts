@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import type { TestContext } from 'node:test'
-import { chromium, type Browser } from 'playwright-core'
+import { chromium, type Browser, type Page } from 'playwright-core'
 
 /** Debian's chromium package; playwright never downloads a browser here. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -30,4 +30,14 @@ export async function closeChromium (): Promise<void> {
   const browser = launched
   launched = undefined
   if (browser !== undefined) await (await browser).close()
+}
+
+/** Logs in to the example app through its form, as a person would, and waits for the app to show. */
+export async function logInToExample (page: Page, url: string, name: string, options: { admin?: boolean, timeout?: number } = {}): Promise<void> {
+  await page.goto(url + '/')
+  await page.fill('input[name=name]', name)
+  await page.fill('input[name=password]', `password of ${name}`)
+  if (options.admin === true) await page.check('input[name=admin]')
+  await page.click('#login-button')
+  await page.waitForSelector('#app:not([hidden])', { timeout: options.timeout ?? 10_000 })
 }

@@ -5,8 +5,8 @@ import Fastify from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import type { Server } from 'socket.io'
-import sessionSocketAuth, { sessionSocketAuth as named, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } from 'fastify-session-socket-auth'
-import type { Options, SessionSocketServer } from 'fastify-session-socket-auth'
+import sessionSocketAuth, { fastifySessionSocketAuth as named, REFUSAL_CODES, REVOKED_EVENT, sessionRoom } from 'fastify-session-socket-auth'
+import type { SessionSocketAuthOptions, SessionSocketServer } from 'fastify-session-socket-auth'
 
 declare module 'fastify' {
   interface Session {
@@ -40,6 +40,6 @@ test('registers next to @fastify/cookie and @fastify/session, and decorates io',
 test('options type rejects unknown keys and wrong types', () => {
   expect(app.register(sessionSocketAuth, { unknownKey: 1 })).type.toRaiseError('unknownKey')
   expect(app.register(sessionSocketAuth, { storeTimeout: '1s' })).type.toRaiseError()
-  expect<{ unknownKey: 1 }>().type.not.toBeAssignableTo<Options>()
-  expect<{ path: string, cookieName: string }>().type.toBeAssignableTo<Options>()
+  expect<{ unknownKey: 1 }>().type.not.toBeAssignableTo<SessionSocketAuthOptions>()
+  expect<{ path: string, cookieName: string }>().type.toBeAssignableTo<SessionSocketAuthOptions>()
 })

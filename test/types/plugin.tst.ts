@@ -25,6 +25,7 @@ const app = Fastify()
 describe('exports (import x = require())', () => {
   test('the plugin, its default and its named export are one function', () => {
     expect(sessionSocketAuth.default).type.toBe<typeof sessionSocketAuth>()
+    expect(sessionSocketAuth.fastifySessionSocketAuth).type.toBe<typeof sessionSocketAuth>()
     expect(sessionSocketAuth.sessionSocketAuth).type.toBe<typeof sessionSocketAuth>()
     expect(sessionSocketAuth).type.toBeCallableWith(app, {})
   })
@@ -120,12 +121,12 @@ describe('options', () => {
   })
 
   test('rules see the typed session and socket', () => {
-    const rule: sessionSocketAuth.Rule = (session, socket) => {
+    const rule: sessionSocketAuth.SessionRule = (session, socket) => {
       expect(session.user).type.toBe<User>()
       expect(socket.data.session).type.toBe<FastifySessionObject>()
       return true
     }
-    expect(rule).type.toBeAssignableTo<sessionSocketAuth.Options['authorize']>()
+    expect(rule).type.toBeAssignableTo<sessionSocketAuth.SessionSocketAuthOptions['authorize']>()
   })
 
   test('accepts Socket.IO ServerOptions at the top level (cors, path, adapter, transports...)', () => {
@@ -139,7 +140,7 @@ describe('options', () => {
       maxHttpBufferSize: 1e6
     })).type.not.toRaiseError()
     expect(app.register(sessionSocketAuth, { adapter: (nsp) => new Adapter(nsp) })).type.not.toRaiseError()
-    expect<sessionSocketAuth.Options['cors']>().type.toBe<Server['engine']['opts']['cors']>()
+    expect<sessionSocketAuth.SessionSocketAuthOptions['cors']>().type.toBe<Server['engine']['opts']['cors']>()
   })
 
   test('rejects unknown option keys', () => {

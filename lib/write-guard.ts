@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { SessionConflictError, SessionGoneError } from './errors'
 import { redactError } from './log'
-import type { SessionAccess } from './session-access'
+import type { SessionAccess } from './store-access'
 import type { RevocationReason } from './types'
 
 /** After these, @fastify/session has taken the session out of the store: it must stay out. */
@@ -16,7 +16,7 @@ interface Track {
   lastEnd: number
 }
 
-export interface SessionWritesOptions {
+export interface WriteGuardOptions {
   access: SessionAccess
   log: FastifyBaseLogger
   /** The revocation memory: what ended this session after `since`, if anything. */
@@ -39,13 +39,13 @@ export interface SessionWritesOptions {
  * - an HTTP change on this node that overlaps a write of ours is saved again
  *   once that write has landed, so the HTTP request's data wins.
  */
-export class SessionWrites {
-  readonly #opts: SessionWritesOptions
+export class WriteGuard {
+  readonly #opts: WriteGuardOptions
   // Oldest first (re-inserted on every change), so pruning stops at the first recent one.
   readonly #tracks = new Map<string, Track>()
   readonly #changes = new Map<string, number>()
 
-  constructor (opts: SessionWritesOptions) {
+  constructor (opts: WriteGuardOptions) {
     this.#opts = opts
   }
 

@@ -1,14 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
-import type { SessionAccess } from './session-access'
-import { expiryOf } from './session-access'
-import { sessionKey } from './session-key'
-import type { SessionWrites } from './session-writes'
+import type { SessionAccess } from './store-access'
+import { expiryOf } from './store-access'
+import { sessionKey } from './hashed-ids'
+import type { WriteGuard } from './write-guard'
 import type { RevocationReason } from './types'
 
 export interface HttpWatchDeps {
   access: SessionAccess
-  writes: SessionWrites
+  writes: WriteGuard
   readCookieValue: (cookies: Record<string, string | undefined>) => string | undefined
   /** Ends the session's sockets on every node; resolves once overlapping socket writes are undone. */
   revoke: (key: string, reason: RevocationReason) => Promise<void>

@@ -2,9 +2,9 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifySessionObject } from '@fastify/session'
 import stringify from 'safe-stable-stringify'
 import { SessionConflictError, SessionGoneError } from './errors'
-import type { SessionAccess, StoredSession } from './session-access'
-import { expiryOf } from './session-access'
-import type { SessionWrites } from './session-writes'
+import type { SessionAccess, StoredSession } from './store-access'
+import { expiryOf } from './store-access'
+import type { WriteGuard } from './write-guard'
 import type { RevocationReason } from './types'
 
 type Callback = (err?: unknown) => void
@@ -12,7 +12,7 @@ export type EndListener = (previous: FastifySessionObject, reason: RevocationRea
 
 export interface HolderDeps {
   access: SessionAccess
-  writes: SessionWrites
+  writes: WriteGuard
   /** Called when the socket's session is destroyed or regenerated from a socket handler. */
   onEnd: EndListener
 }
@@ -92,7 +92,7 @@ export class SessionHolder {
 
   // save() compares the stored record with the one this socket loaded and
   // refuses to overwrite what someone else saved in between; the write itself
-  // goes through SessionWrites, which keeps it from undoing a logout or an
+  // goes through WriteGuard, which keeps it from undoing a logout or an
   // HTTP change that lands while it runs.
   #guardSave (session: FastifySessionObject): void {
     const guarded = (callback?: Callback): Promise<void> | undefined => {
