@@ -76,6 +76,8 @@ export interface ResolvedOptions {
   passport: PassportAuthenticator | undefined
   userRequired: boolean
   identify: UserIdentifier
+  /** With the default `identify`: the session field it reads, so that it can be read without building the Session. */
+  identifyField: string | undefined
   namespaces: Map<string, SessionRule>
   allowedOrigins: OriginPolicy | undefined
   storeTimeout: number
@@ -129,6 +131,7 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
   if (userRequired && loadUser === undefined && passport === undefined) {
     throw new InvalidOptionError('"userRequired" needs a way to load the user: set "loadUser" or "passport".')
   }
+  const identifyField = opts.identify === undefined ? passport?.key ?? 'passport' : undefined
   const identify = optional<UserIdentifier>(opts, 'identify', 'function', passportIdentity(passport?.key ?? 'passport'))
   const preClose = optional<ResolvedOptions['preClose']>(opts, 'preClose', 'function', undefined)
   const storeTimeout = positiveMs(opts, 'storeTimeout', 5000)
@@ -144,6 +147,7 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
     passport,
     userRequired,
     identify,
+    identifyField,
     namespaces: namespaceRules(opts.namespaces),
     allowedOrigins: originPolicy(opts.allowedOrigins),
     storeTimeout,
@@ -188,10 +192,12 @@ function passportOption (value: unknown): PassportAuthenticator | undefined {
 
 // @fastify/passport keeps what its serializer returned under its key ('passport').
 function passportIdentity (key: string): UserIdentifier {
-  return (session) => {
-    const stored = (session as unknown as Record<string, unknown>)[key]
-    return typeof stored === 'string' || typeof stored === 'number' ? stored : undefined
-  }
+  return (session) => storedUserId((session as unknown as Record<string, unknown>)[key])
+}
+
+/** What the default identify takes for a user id: what @fastify/passport serialized, when it is a string or number. */
+export function storedUserId (stored: unknown): string | number | undefined {
+  return typeof stored === 'string' || typeof stored === 'number' ? stored : undefined
 }
 
 function namespaceRules (value: unknown): Map<string, SessionRule> {

@@ -4,7 +4,7 @@ import { isWriteRefusal } from './errors'
 import { redactError } from './log'
 import type { SessionAccess } from './store-access'
 import { expiryOf } from './store-access'
-import type { UserIdentifier } from './options'
+import { storedUserId, type UserIdentifier } from './options'
 import type { Rules } from './rules'
 import { roomOfKey, roomOfUserKey, userKey } from './hashed-ids'
 import type { SessionHolder } from './session-holder'
@@ -34,6 +34,8 @@ export interface RevocationOptions {
   /** Loads the user and runs the app's rules again, when the session changes elsewhere. */
   rules: Rules
   identify: UserIdentifier
+  /** The session field the default `identify` reads, so that identifying builds no Session. */
+  identifyField: string | undefined
   log: FastifyBaseLogger
   revalidateInterval: number | false
   keepAlive: boolean
@@ -270,7 +272,8 @@ export class Revocation {
 
   #userKeyOf (holder: SessionHolder): string | undefined {
     try {
-      const id = this.#opts.identify(holder.session)
+      const field = this.#opts.identifyField
+      const id = field === undefined ? this.#opts.identify(holder.session) : storedUserId(holder.peek(field))
       return id === undefined || id === null || id === '' ? undefined : userKey(id)
     } catch (error) {
       this.#logFailure('identify', error, holder.sessionId)

@@ -34,7 +34,12 @@ export class SessionHolder {
   /** The socket's user, as the rules last loaded it (`socket.data.user`). */
   user: unknown = undefined
   readonly #deps: HolderDeps
-  #current: FastifySessionObject
+  // Built on first use: many sockets never read their session (no rule reads
+  // it, handlers do not), and a @fastify/session Session costs an object with
+  // its cookie, a signature and a hash.
+  #current: FastifySessionObject | undefined
+  // The record `#current` is (or will be) built from.
+  #record: StoredSession
   // What the store held when `#current` was loaded or last saved: the record
   // itself (kept as is, to spend nothing per handshake) or its fingerprint.
   #base: StoredSession | string
@@ -48,10 +53,9 @@ export class SessionHolder {
     this.#deps = deps
     this.sessionId = sessionId
     this.key = key
+    this.#record = record
     this.#base = record
     this.#baseAt = readAt
-    this.#current = deps.access.restore(this, record, sessionId)
-    this.#guardSave(this.#current)
   }
 
   /**
@@ -59,19 +63,28 @@ export class SessionHolder {
    * request, on any node): what `socket.data.session` reads from here on.
    */
   refresh (record: StoredSession, readAt: number): void {
-    this.#current = this.#deps.access.restore(this, record, this.sessionId)
-    this.#guardSave(this.#current)
+    this.#current = undefined
+    this.#record = record
     this.#base = record
     this.#baseAt = readAt
   }
 
+  /** A field of the session's data, read without building the Session. */
+  peek (field: string): unknown {
+    return this.#current === undefined ? this.#record[field] : (this.#current as unknown as Record<string, unknown>)[field]
+  }
+
   /** The socket's live session. After a destroy it stays readable, for disconnect handlers. */
   get session (): FastifySessionObject {
+    if (this.#current === undefined) {
+      this.#current = this.#deps.access.restore(this, this.#record, this.sessionId)
+      this.#guardSave(this.#current)
+    }
     return this.#current
   }
 
   set session (next: FastifySessionObject | null) {
-    const previous = this.#current
+    const previous = this.session
     if (next === null) {
       this.#deps.onEnd(previous, 'logout')
       return
