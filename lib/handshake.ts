@@ -122,17 +122,24 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
   return guard
 }
 
+// Where socket.data keeps its holder: not enumerable, so JSON and spreads skip it.
+const HOLDER = Symbol('fastify-session-socket-auth.holder')
+type Exposed = Record<typeof HOLDER, SessionHolder>
+
 /**
  * `socket.data.session` and `socket.data.user` read the holder, so that a
- * reload or a refresh after a change elsewhere is what handlers see. Made out
- * here, so that the getters every socket keeps hold the holder only, not this
- * middleware's scope (and through `next`, Socket.IO's handshake closures).
+ * reload or a refresh after a change elsewhere is what handlers see. The
+ * getters are shared by every socket: they find the holder on `this`, so a
+ * socket costs no closure.
  */
+const DATA_PROPERTIES: PropertyDescriptorMap = {
+  session: { get (this: Exposed) { return this[HOLDER].session }, enumerable: true, configurable: true },
+  user: { get (this: Exposed) { return this[HOLDER].user }, enumerable: true, configurable: true }
+}
+
 function exposeOn (data: object, holder: SessionHolder): void {
-  Object.defineProperties(data, {
-    session: { get: () => holder.session, enumerable: true, configurable: true },
-    user: { get: () => holder.user, enumerable: true, configurable: true }
-  })
+  Object.defineProperty(data, HOLDER, { value: holder, configurable: true })
+  Object.defineProperties(data, DATA_PROPERTIES)
 }
 
 function refused (code: RefusalCode, reason: string, key?: string): Refused {
