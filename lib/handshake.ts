@@ -47,7 +47,7 @@ interface Refused {
 type Verdict = Admission | Refused
 
 export type Guard = ((socket: SessionSocket, next: (err?: ExtendedError) => void) => void) & {
-  /** The admission of a socket that the guard let in. */
+  /** The admission of a socket that the guard let in, handed over once (the guard keeps nothing per socket after). */
   admissionOf: (socket: SessionSocket) => Admission | undefined
 }
 
@@ -118,7 +118,11 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       next(refusal('SESSION_STORE_UNAVAILABLE'))
     })
   }) as Guard
-  guard.admissionOf = (socket) => admissions.get(socket)
+  guard.admissionOf = (socket) => {
+    const admission = admissions.get(socket)
+    admissions.delete(socket)
+    return admission
+  }
   return guard
 }
 

@@ -96,13 +96,13 @@ async function fastifySessionSocketAuth (fastify: FastifyInstance, options: Opti
   }))
 
   guardEveryNamespace(io, guard, (socket) => {
+    const admission = guard.admissionOf(socket)
     try {
-      const admission = guard.admissionOf(socket)
       if (admission !== undefined) return revocation.bind(socket, admission)
       // Only reachable if something let a socket skip the middleware chain.
       log.error({ namespace: socket.nsp.name }, 'a socket connected without passing the session check; disconnected')
     } catch (error) {
-      log.error({ err: redactError(error, guard.admissionOf(socket)?.sessionId), namespace: socket.nsp.name }, 'could not bind a socket to its session; disconnected')
+      log.error({ err: redactError(error, admission?.sessionId), namespace: socket.nsp.name }, 'could not bind a socket to its session; disconnected')
     }
     socket.disconnect(true)
   })

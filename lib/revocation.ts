@@ -158,12 +158,13 @@ export class Revocation {
 
     socket.join(roomOfKey(entry.key))
     this.#entryOf.set(socket, entry)
-    socket.once('disconnect', this.#onEnd)
+    // on, not once (which wraps the shared handler in a closure per socket); #unbind takes it off.
+    socket.on('disconnect', this.#onEnd)
     const conn = socket.conn
     if (!entry.conns.has(conn)) {
       entry.conns.add(conn)
       this.#entryOf.set(conn, entry)
-      conn.once('close', this.#onEnd)
+      conn.on('close', this.#onEnd)
     }
     // Changed over HTTP after this socket's store read: it was judged on stale data.
     if (this.writes.changedSince(entry.key, admission.checkedAt)) {
@@ -374,8 +375,8 @@ export class Revocation {
     const entry = this.#entryOf.get(member)
     if (entry === undefined) return
     this.#entryOf.delete(member)
-    entry.sockets.delete(member as SessionSocket)
-    entry.conns.delete(member as EngineSocket)
+    if (entry.sockets.delete(member as SessionSocket)) (member as SessionSocket).off('disconnect', this.#onEnd)
+    if (entry.conns.delete(member as EngineSocket)) (member as EngineSocket).off('close', this.#onEnd)
     if (entry.sockets.size === 0 && entry.conns.size === 0) this.#forget(entry)
   }
 

@@ -8,7 +8,7 @@ import type { SessionSocket } from './types'
 export type RuleVerdict = { ok: true } | { ok: false, code: RefusalCode, reason: string }
 
 /** Loads the socket's user into its holder, then runs the app's rules: at every namespace join, and again when the session changes. */
-export type Rules = (holder: SessionHolder, socket: SessionSocket) => Promise<RuleVerdict>
+export type Rules = (holder: SessionHolder, socket: SessionSocket) => RuleVerdict | Promise<RuleVerdict>
 
 const ADMITTED: RuleVerdict = { ok: true }
 
@@ -21,6 +21,8 @@ const ADMITTED: RuleVerdict = { ok: true }
 export function createRules (fastify: FastifyInstance, opts: ResolvedOptions, log: FastifyBaseLogger): Rules {
   const { authorize, namespaces, userRequired } = opts
   const loadUser = opts.passport === undefined ? opts.loadUser : passportLoader(opts.passport, fastify)
+  // Nothing to load or judge: every verified session passes, without building its Session or a promise.
+  if (loadUser === undefined && authorize === undefined && namespaces.size === 0) return () => ADMITTED
   return async (holder, socket) => {
     if (loadUser !== undefined) {
       let user: unknown
@@ -33,13 +35,13 @@ export function createRules (fastify: FastifyInstance, opts: ResolvedOptions, lo
       holder.user = user === null || user === false ? undefined : user
     }
     if (userRequired && holder.user === undefined) return { ok: false, code: 'USER_REQUIRED', reason: 'the session has no user' }
-    const session = holder.session
+    const rule = namespaces.get(socket.nsp.name)
     try {
-      if (authorize !== undefined && await authorize(session, socket) !== true) {
+      // holder.session only when a rule reads it: it builds the Session.
+      if (authorize !== undefined && await authorize(holder.session, socket) !== true) {
         return { ok: false, code: 'FORBIDDEN', reason: 'authorize rule refused' }
       }
-      const rule = namespaces.get(socket.nsp.name)
-      if (rule !== undefined && await rule(session, socket) !== true) {
+      if (rule !== undefined && await rule(holder.session, socket) !== true) {
         return { ok: false, code: 'FORBIDDEN', reason: `rule for ${socket.nsp.name} refused` }
       }
     } catch (error) {
