@@ -3,8 +3,7 @@ import assert from 'node:assert/strict'
 import type { EventEmitter } from 'node:events'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import type { SessionSocket } from '../lib/types'
-import { connected, sleep, startApp } from './support/app'
-import { registryStats } from './support/cluster'
+import { connected, registryStats, startApp, waitFor } from './support/app'
 
 // Cleanup: whatever way sockets go (client close, namespace leave, logout,
 // disconnectSession), the plugin keeps nothing of them: no session entries, no
@@ -19,14 +18,6 @@ function listenerTotal (emitter: EventEmitter): number {
 
 function sessionRooms (rooms: Map<string, Set<string>>): string[] {
   return [...rooms.keys()].filter((room) => room.startsWith('session:'))
-}
-
-async function until (condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
 }
 
 function joinChat (socket: ClientSocket): Promise<ClientSocket> {
@@ -91,18 +82,18 @@ test('200 sockets of 20 sessions come and go: no sessions, timers, rooms or list
     const response = await fetch(`${app.url}/sid`, { headers: { cookie } })
     await app.app.disconnectSession(((await response.json()) as { sessionId: string }).sessionId)
   }
-  await until(() => registryStats(app.app).sessions === SESSIONS - 10, 3000, 'revoked sessions to leave the registry')
+  await waitFor('revoked sessions to leave the registry', () => registryStats(app.app).sessions === SESSIONS - 10, 3000, 20)
   assert.deepEqual(registryStats(app.app), { sessions: SESSIONS - 10, timers: SESSIONS - 10 })
 
   // Sessions 10-14: the clients leave '/chat' first (the connection stays), then close.
   for (const list of chats.slice(10, 15)) for (const socket of list) socket.disconnect()
-  await until(() => sessionRooms(chat.adapter.rooms).length === SESSIONS - 15, 3000, '/chat rooms of sessions 10-14 to go')
+  await waitFor('/chat rooms of sessions 10-14 to go', () => sessionRooms(chat.adapter.rooms).length === SESSIONS - 15, 3000, 20)
   assert.equal(registryStats(app.app).sessions, SESSIONS - 10, 'the \'/\' sockets still hold those sessions')
   assert.equal(sessionRooms(root.adapter.rooms).length, SESSIONS - 10)
   // Sessions 10-19: the clients close.
   for (const list of clients.slice(10)) for (const socket of list) socket.close()
 
-  await until(() => io.engine.clientsCount === 0 && root.sockets.size === 0 && chat.sockets.size === 0, 5000, 'every connection to close')
+  await waitFor('every connection to close', () => io.engine.clientsCount === 0 && root.sockets.size === 0 && chat.sockets.size === 0, 5000, 20)
   assert.deepEqual(registryStats(app.app), { sessions: 0, timers: 0 }, 'no session entry or timer left')
   assert.deepEqual(sessionRooms(root.adapter.rooms), [])
   assert.deepEqual(sessionRooms(chat.adapter.rooms), [])
@@ -126,7 +117,7 @@ test('a socket that disconnects before its session expires leaves no expiry time
   const socket = await connected(app.url, { cookie: await app.login('ada') })
   assert.deepEqual(registryStats(app.app), { sessions: 1, timers: 1 }, 'the expiry timer is armed')
   socket.close()
-  await until(() => app.app.io.engine.clientsCount === 0, 3000, 'the connection to close')
-  await until(() => registryStats(app.app).sessions === 0, 1000, 'the session to leave the registry')
+  await waitFor('the connection to close', () => app.app.io.engine.clientsCount === 0, 3000, 20)
+  await waitFor('the session to leave the registry', () => registryStats(app.app).sessions === 0, 1000, 20)
   assert.deepEqual(registryStats(app.app), { sessions: 0, timers: 0 })
 })

@@ -10,7 +10,8 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { connect as netConnect } from 'node:net'
 import type { TestContext } from 'node:test'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { CountingStore, connected, startApp, type StartOptions, type TestApp } from './support/app'
+import { connected, startApp, type StartOptions, type TestApp } from './support/app'
+import { TestStore } from './support/store'
 
 const TIMEOUT = { timeout: 60_000 }
 const HANDSHAKE = '/socket.io/?EIO=4&transport=polling'
@@ -177,7 +178,7 @@ function echoServer (options: StartOptions = {}): StartOptions & { connections: 
 }
 
 test('a JSONP handshake (j=0) with a valid session cookie is refused 403 JSONP_NOT_ALLOWED, and the store is not read', TIMEOUT, async (t) => {
-  const store = new CountingStore()
+  const store = new TestStore()
   const app = await start(t, { session: { store } })
   const cookie = await app.login()
   const gets = store.gets
@@ -190,7 +191,7 @@ test('a JSONP handshake (j=0) with a valid session cookie is refused 403 JSONP_N
 
 for (const site of ['cross-site', 'same-site']) {
   test(`a handshake with no Origin but Sec-Fetch-Site: ${site} is refused 403 ORIGIN_NOT_ALLOWED, and the store is not read`, TIMEOUT, async (t) => {
-    const store = new CountingStore()
+    const store = new TestStore()
     const app = await start(t, { session: { store } })
     const cookie = await app.login()
     const gets = store.gets
@@ -230,7 +231,7 @@ test('an origin listed in allowedOrigins is admitted even with Sec-Fetch-Site: c
 })
 
 test('a handshake with two Host headers is refused 403 ORIGIN_NOT_ALLOWED, even when the first matches the Origin', TIMEOUT, async (t) => {
-  const store = new CountingStore()
+  const store = new TestStore()
   const app = await start(t, { session: { store } })
   const cookie = await app.login()
   const { host } = new URL(app.url)
@@ -245,7 +246,7 @@ test('a handshake with two Host headers is refused 403 ORIGIN_NOT_ALLOWED, even 
 
 test('a polling POST carrying an admitted sid but a foreign Origin is refused 403; the same POST without Origin works', TIMEOUT, async (t) => {
   const options = echoServer()
-  const store = new CountingStore()
+  const store = new TestStore()
   const app = await start(t, { ...options, session: { store } })
   const cookie = await app.login()
   const sid = await openPolling(app, cookie)

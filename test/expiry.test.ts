@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore } from '@fastify/session'
-import { connected, refusedWith, sleep, startApp } from './support/app'
-import { ending, report, sessionIdFrom, staysConnected } from './support/cluster'
+import { connected, refusedWith, sessionIdOf, sleep, startApp } from './support/app'
+import { ending, report, staysConnected } from './support/cluster'
+import { TestStore } from './support/store'
 
 // Expiry: a socket whose session expires is disconnected at the expiry time,
 // unless the session was extended meanwhile (here: rolling HTTP requests).
@@ -10,15 +10,14 @@ import { ending, report, sessionIdFrom, staysConnected } from './support/cluster
 const MAX_AGE = 1500
 
 /** The expiry the store holds for a session, in ms since the epoch. */
-function storedExpiry (store: MemoryStore, sessionId: string): number {
-  let expires: unknown
-  store.get(sessionId, (_err, session) => { expires = (session as { cookie?: { expires?: unknown } } | null)?.cookie?.expires })
-  assert.ok(expires !== undefined && expires !== null, 'the store holds an expiry')
-  return new Date(expires as string | Date).getTime()
+function storedExpiry (store: TestStore, sessionId: string): number {
+  const expires = store.expiryOf(sessionId)
+  assert.ok(!Number.isNaN(expires), 'the store holds an expiry')
+  return expires
 }
 
-async function expiringApp (rolling: boolean): Promise<{ app: Awaited<ReturnType<typeof startApp>>, store: MemoryStore }> {
-  const store = new MemoryStore()
+async function expiringApp (rolling: boolean): Promise<{ app: Awaited<ReturnType<typeof startApp>>, store: TestStore }> {
+  const store = new TestStore()
   const app = await startApp({
     session: { store, rolling, cookie: { secure: false, maxAge: MAX_AGE } },
     // Only the expiry timer may end the socket here, not a revalidation read.
@@ -31,7 +30,7 @@ test('a socket is disconnected with reason "expired" at its session\'s expiry', 
   const { app, store } = await expiringApp(false)
   t.after(() => app.close())
   const cookie = await app.login('ada')
-  const expiresAt = storedExpiry(store, sessionIdFrom(cookie))
+  const expiresAt = storedExpiry(store, sessionIdOf(cookie))
   const socket = await connected(app.url, { cookie, reconnection: true, extra: { reconnectionDelay: 50 } })
   t.after(() => socket.close())
 
@@ -51,7 +50,7 @@ test('rolling HTTP requests keep the socket connected past the original expiry; 
   const { app, store } = await expiringApp(true)
   t.after(() => app.close())
   const cookie = await app.login('ada')
-  const sessionId = sessionIdFrom(cookie)
+  const sessionId = sessionIdOf(cookie)
   const originalExpiry = storedExpiry(store, sessionId)
   const socket = await connected(app.url, { cookie })
   t.after(() => socket.close())

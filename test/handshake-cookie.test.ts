@@ -3,10 +3,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { sign } from '@fastify/cookie'
-import { MemoryStore } from '@fastify/session'
-import {
-  CountingStore, OLD_SECRET, SECRET, connect, connected, cookieValueOf, once, refusedWith, sessionIdOf, sleep, startApp
-} from './support/app'
+import { OLD_SECRET, SECRET, ask, connect, connected, cookieValueOf, expectRefused, once, sessionIdOf, sleep, startApp } from './support/app'
+import { TestStore, failWith } from './support/store'
 
 const TRANSPORTS = ['polling', 'websocket'] as const
 const OTHER_SECRET = 'a-secret-that-this-app-has-never-been-given-0'
@@ -27,12 +25,6 @@ function tamperId (value: string): string {
   return `${first === 'A' ? 'B' : 'A'}${value.slice(1)}`
 }
 
-async function expectRefused (url: string, code: string, options: Parameters<typeof refusedWith>[1]): Promise<void> {
-  const refused = await refusedWith(url, options)
-  assert.equal(refused.code, code, `err.message should be ${code}`)
-  assert.deepEqual((refused.data as { code?: unknown } | undefined)?.code, code, `err.data.code should be ${code}`)
-}
-
 const TIMEOUT = { timeout: 60_000 }
 
 describe('handshake: session cookie', TIMEOUT, () => {
@@ -46,7 +38,7 @@ describe('handshake: session cookie', TIMEOUT, () => {
           })
           const cookie = await t.login('grace', 'admin')
           const socket = await connected(t.url, { cookie, transports: [transport] })
-          assert.deepEqual(await socket.timeout(5000).emitWithAck('whoami'), { name: 'grace', role: 'admin' })
+          assert.deepEqual(await ask(socket, 'whoami'), { name: 'grace', role: 'admin' })
           assert.equal(socket.io.engine.transport.name, transport)
           socket.close()
         } finally { await t.close() }
@@ -99,7 +91,7 @@ describe('handshake: session cookie', TIMEOUT, () => {
       })
 
       test('an expired session -> SESSION_INVALID, and no new session is created', async () => {
-        const store = new CountingStore()
+        const store = new TestStore()
         const t = await startApp({ session: { store, cookie: { secure: false, maxAge: 300 } } })
         try {
           const cookie = await t.login()
@@ -117,7 +109,7 @@ describe('handshake: session cookie', TIMEOUT, () => {
   }
 
   test('secret rotation: a cookie signed under the old secret is admitted while that secret is still listed', async () => {
-    const store = new MemoryStore()
+    const store = new TestStore()
     const before = await startApp({ session: { secret: OLD_SECRET, store } })
     let cookie: string
     try {
@@ -180,7 +172,7 @@ describe('handshake: session cookie', TIMEOUT, () => {
 
 describe('handshake: refusals leave the store as it was', TIMEOUT, () => {
   test('forged, unknown, unsigned, foreign-secret and expired handshakes add, change and delete nothing', async () => {
-    const store = new CountingStore()
+    const store = new TestStore()
     const t = await startApp({ session: { store, cookie: { secure: false, maxAge: 300 } } })
     try {
       const expired = await t.login('old')
@@ -213,7 +205,7 @@ describe('handshake: refusals leave the store as it was', TIMEOUT, () => {
   })
 
   test('a cookie whose signature does not verify costs no store read', async () => {
-    const store = new CountingStore()
+    const store = new TestStore()
     const t = await startApp({ session: { store } })
     try {
       const cookie = await t.login()
@@ -242,15 +234,7 @@ describe('logs', TIMEOUT, () => {
         callback()
       }
     })
-    class FailingOnDemand extends CountingStore {
-      failWith: string | undefined
-      override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
-        if (this.failWith === undefined) return super.get(sessionId, callback)
-        // A store whose error message quotes the key it failed on, as some do.
-        callback(new Error(`${this.failWith} ${sessionId}`) as never, null)
-      }
-    }
-    const store = new FailingOnDemand()
+    const store = new TestStore()
     const t = await startApp({
       fastify: { logger: { level: 'debug', stream } },
       session: { store },
@@ -269,9 +253,10 @@ describe('logs', TIMEOUT, () => {
         const socket = await connected(t.url, { cookie, transports: [transport] })
         socket.close()
       }
-      store.failWith = 'connection lost while reading'
+      // A store whose error message quotes the key it failed on, as some do.
+      store.readFault = failWith((sessionId: string) => new Error(`connection lost while reading ${sessionId}`))
       await expectRefused(t.url, 'SESSION_STORE_UNAVAILABLE', { cookie })
-      store.failWith = undefined
+      store.readFault = undefined
 
       const open = await connected(t.url, { cookie })
       const closed = once(open, 'disconnect', 2000)

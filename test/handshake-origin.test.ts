@@ -1,33 +1,13 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
-import { CountingStore, connected, engineRequest, refusedWith, startApp } from './support/app'
+import { expectAdmitted, expectRefusedByGate, startApp } from './support/app'
+import { TestStore } from './support/store'
 
 const TRANSPORTS = ['polling', 'websocket'] as const
 const TIMEOUT = { timeout: 60_000 }
 const EVIL = 'https://evil.example.net'
 const APP = 'https://app.example.com'
-
-/**
- * A foreign Origin is refused at the HTTP level, before Engine.IO opens a
- * connection: the client sees its transport fail, and the 403's body (which a
- * foreign page cannot read) carries the code.
- */
-async function expectRefused (url: string, code: string, options: NonNullable<Parameters<typeof refusedWith>[1]>): Promise<void> {
-  const refused = await refusedWith(url, options)
-  assert.match(refused.code, /^(xhr poll error|websocket error)$/)
-  const headers: Record<string, string> = {}
-  if (options.cookie !== undefined) headers.cookie = options.cookie
-  if (options.origin !== undefined) headers.origin = options.origin
-  const answer = await engineRequest(url, `transport=${options.transports?.[0] ?? 'websocket'}`, headers)
-  assert.equal(answer.status, 403)
-  assert.equal(answer.code, code)
-}
-
-async function expectAdmitted (url: string, options: Parameters<typeof connected>[1]): Promise<void> {
-  const socket = await connected(url, options)
-  socket.close()
-}
 
 describe('handshake: Origin (cross-site WebSocket hijacking)', TIMEOUT, () => {
   for (const transport of TRANSPORTS) {
@@ -37,26 +17,26 @@ describe('handshake: Origin (cross-site WebSocket hijacking)', TIMEOUT, () => {
         const cookie = await t.login()
         await expectAdmitted(t.url, { cookie, origin: t.origin, transports: [transport] })
         await expectAdmitted(t.url, { cookie, transports: [transport] })
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'null', transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'null', transports: [transport] })
         // Same host, other port or scheme: another origin.
         const port = Number(new URL(t.url).port)
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: `http://127.0.0.1:${port + 1}`, transports: [transport] })
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: `http://127.0.0.1:${port}.evil.example.net`, transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: `http://127.0.0.1:${port + 1}`, transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: `http://127.0.0.1:${port}.evil.example.net`, transports: [transport] })
       } finally { await t.close() }
     })
   }
 
   test('the Origin check comes first: a cross-site handshake with a valid cookie reads nothing from the store', async () => {
-    const store = new CountingStore()
+    const store = new TestStore()
     const t = await startApp({ session: { store } })
     try {
       const cookie = await t.login()
       const gets = store.gets
       for (const transport of TRANSPORTS) {
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
         // Without a cookie too, the answer is about the Origin, not the session.
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { origin: EVIL, transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { origin: EVIL, transports: [transport] })
       }
       assert.equal(store.gets, gets, 'no store read for a refused Origin')
       await expectAdmitted(t.url, { cookie, origin: t.origin })
@@ -72,9 +52,9 @@ describe('handshake: Origin (cross-site WebSocket hijacking)', TIMEOUT, () => {
         await expectAdmitted(t.url, { cookie, origin: APP, transports: [transport] })
         await expectAdmitted(t.url, { cookie, origin: 'https://admin.example.com', transports: [transport] })
         await expectAdmitted(t.url, { cookie, origin: t.origin, transports: [transport] })
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'http://app.example.com', transports: [transport] })
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'null', transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'http://app.example.com', transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: 'null', transports: [transport] })
       }
     } finally { await t.close() }
   })
@@ -95,7 +75,7 @@ describe('handshake: Origin (cross-site WebSocket hijacking)', TIMEOUT, () => {
       for (const transport of TRANSPORTS) {
         seen.length = 0
         await expectAdmitted(t.url, { cookie, origin: 'https://a.trusted.example', transports: [transport] })
-        await expectRefused(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefusedByGate(t.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
         // No Origin (not a browser): the function is not asked.
         await expectAdmitted(t.url, { cookie, transports: [transport] })
         // Asked for the requests that carried an Origin, with the request itself (polling: every GET and POST).
@@ -112,7 +92,7 @@ describe('handshake: Origin (cross-site WebSocket hijacking)', TIMEOUT, () => {
       const cookie = await exact.login()
       for (const transport of TRANSPORTS) {
         await expectAdmitted(exact.url, { cookie, origin: APP, transports: [transport] })
-        await expectRefused(exact.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefusedByGate(exact.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
       }
     } finally { await exact.close() }
 
@@ -120,14 +100,14 @@ describe('handshake: Origin (cross-site WebSocket hijacking)', TIMEOUT, () => {
     try {
       const cookie = await listed.login()
       await expectAdmitted(listed.url, { cookie, origin: 'https://two.example.com' })
-      await expectRefused(listed.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL })
+      await expectRefusedByGate(listed.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL })
     } finally { await listed.close() }
 
     const wildcard = await startApp({ auth: { cors: { origin: '*' } } })
     try {
       const cookie = await wildcard.login()
       for (const transport of TRANSPORTS) {
-        await expectRefused(wildcard.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
+        await expectRefusedByGate(wildcard.url, 'ORIGIN_NOT_ALLOWED', { cookie, origin: EVIL, transports: [transport] })
         await expectAdmitted(wildcard.url, { cookie, origin: wildcard.origin, transports: [transport] })
       }
     } finally { await wildcard.close() }

@@ -1,22 +1,11 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifySessionObject } from '@fastify/session'
-import { connected, refusedWith, sessionIdOf, startApp } from './support/app'
+import { expectAdmitted, expectRefused, sessionIdOf, startApp } from './support/app'
 import type { SessionSocket } from '../lib/types'
 
 const TRANSPORTS = ['polling', 'websocket'] as const
 const TIMEOUT = { timeout: 60_000 }
-
-async function expectForbidden (url: string, options: Parameters<typeof refusedWith>[1]): Promise<void> {
-  const refused = await refusedWith(url, options)
-  assert.equal(refused.code, 'FORBIDDEN')
-  assert.equal((refused.data as { code?: unknown } | undefined)?.code, 'FORBIDDEN')
-}
-
-async function expectAdmitted (url: string, options: Parameters<typeof connected>[1]): Promise<void> {
-  const socket = await connected(url, options)
-  socket.close()
-}
 
 describe('handshake: authorize and namespace rules', TIMEOUT, () => {
   const refusing: Array<[string, (session: FastifySessionObject) => boolean | Promise<boolean>]> = [
@@ -32,7 +21,7 @@ describe('handshake: authorize and namespace rules', TIMEOUT, () => {
       t.app.io.on('connection', () => { connections++ })
       try {
         const cookie = await t.login()
-        for (const transport of TRANSPORTS) await expectForbidden(t.url, { cookie, transports: [transport] })
+        for (const transport of TRANSPORTS) await expectRefused(t.url, 'FORBIDDEN', { cookie, transports: [transport] })
         assert.equal(connections, 0)
       } finally { await t.close() }
     })
@@ -57,7 +46,7 @@ describe('handshake: authorize and namespace rules', TIMEOUT, () => {
       const ada = await t.login('ada', 'admin')
       const bob = await t.login('bob', 'user')
       await expectAdmitted(t.url, { cookie: ada })
-      await expectForbidden(t.url, { cookie: bob })
+      await expectRefused(t.url, 'FORBIDDEN', { cookie: bob })
       assert.deepEqual(calls, [
         { user: { name: 'ada', role: 'admin' }, sessionId: sessionIdOf(ada), namespace: '/', hasCookie: true },
         { user: { name: 'bob', role: 'user' }, sessionId: sessionIdOf(bob), namespace: '/', hasCookie: true }
@@ -74,7 +63,7 @@ describe('handshake: authorize and namespace rules', TIMEOUT, () => {
       const admin = await t.login('grace', 'admin')
       for (const transport of TRANSPORTS) {
         await expectAdmitted(t.url, { cookie: user, transports: [transport] })
-        await expectForbidden(t.url, { cookie: user, namespace: '/admin', transports: [transport] })
+        await expectRefused(t.url, 'FORBIDDEN', { cookie: user, namespace: '/admin', transports: [transport] })
         await expectAdmitted(t.url, { cookie: admin, namespace: '/admin', transports: [transport] })
       }
       assert.deepEqual(admins, ['grace', 'grace'])
@@ -95,10 +84,10 @@ describe('handshake: authorize and namespace rules', TIMEOUT, () => {
       const admin = await t.login('grace', 'admin')
       for (const transport of TRANSPORTS) {
         // The global rule refuses, the namespace rule would admit.
-        await expectForbidden(t.url, { cookie: bannedAdmin, namespace: '/admin', transports: [transport] })
-        await expectForbidden(t.url, { cookie: bannedAdmin, transports: [transport] })
+        await expectRefused(t.url, 'FORBIDDEN', { cookie: bannedAdmin, namespace: '/admin', transports: [transport] })
+        await expectRefused(t.url, 'FORBIDDEN', { cookie: bannedAdmin, transports: [transport] })
         // The global rule admits, the namespace rule refuses.
-        await expectForbidden(t.url, { cookie: user, namespace: '/admin', transports: [transport] })
+        await expectRefused(t.url, 'FORBIDDEN', { cookie: user, namespace: '/admin', transports: [transport] })
         await expectAdmitted(t.url, { cookie: user, transports: [transport] })
         // Both admit.
         await expectAdmitted(t.url, { cookie: admin, namespace: '/admin', transports: [transport] })

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import type { BrowserContext } from 'playwright-core'
 import type { Where } from './fixtures/dual-stack-app'
-import { connected, engineRequest, once } from './support/app'
+import { closeAfter, connected, engineRequest, once, upgraded } from './support/app'
 import { closeChromium, logInToExample, needChromium } from './support/browser'
 import { LOOPBACKS, needIpv6Loopback, startDualStackApp, type DualStackApp } from './support/dual-stack'
 
@@ -25,24 +25,8 @@ async function startPluginApp (t: TestContext): Promise<DualStackApp | undefined
   return startDualStackApp(t, 'plugin')
 }
 
-function closeAfter (t: TestContext, socket: ClientSocket): ClientSocket {
-  t.after(() => { socket.close() })
-  return socket
-}
-
 async function where (socket: ClientSocket): Promise<Where> {
   return socket.timeout(5000).emitWithAck('where') as Promise<Where>
-}
-
-/** Resolves once the engine runs over WebSocket (after an upgrade from polling). */
-function upgraded (socket: ClientSocket): Promise<void> {
-  const engine = socket.io.engine
-  if (engine.transport.name === 'websocket') return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no upgrade to websocket within 5 s (transport ${engine.transport.name})`)), 5000)
-    engine.once('upgrade', () => { clearTimeout(timer); resolve() })
-    engine.once('upgradeError', (error: Error) => { clearTimeout(timer); reject(new Error(`the upgrade failed: ${error.message}`)) })
-  })
 }
 
 test('listen({ host: \'localhost\' }) on a dual-stack localhost: app.addresses() has 127.0.0.1 and ::1, on one port', TIMEOUT, async (t) => {

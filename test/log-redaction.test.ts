@@ -9,12 +9,12 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Signer } from '@fastify/cookie'
-import { MemoryStore } from '@fastify/session'
 import type { FastifyServerOptions } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { SECRET, connected, cookieValueOf, refusedWith, regenerateRoutes, saveOnSocketEvent, sessionIdOf, sleep, startApp, type StartOptions, type TestApp } from './support/app'
+import { SECRET, connected, cookieValueOf, refusedWith, regenerateRoutes, saveOnSocketEvent, sessionIdOf, sleep, startApp, waitFor, type StartOptions, type TestApp } from './support/app'
 import { endingAfter, startCluster } from './support/cluster'
 import { needRedis } from './support/services'
+import { TestStore, failWith } from './support/store'
 
 const WARN = 40
 
@@ -50,41 +50,15 @@ class Capture {
   }
 }
 
-type Callback = (err?: unknown, value?: unknown) => void
-
-/** A real MemoryStore whose get/set can be made to fail with an error quoting the key, as connect-redis's do. */
-class QuotingFaultStore extends MemoryStore {
-  failGet = false
-  failSet = false
-  failedGets = 0
-  failedSets = 0
-
-  override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
-    if (!this.failGet) return super.get(sessionId, callback)
-    this.failedGets++
-    setImmediate(() => (callback as Callback)(new Error('GET sess:' + sessionId + ' failed')))
-  }
-
-  override set (sessionId: string, session: Parameters<MemoryStore['set']>[1], callback: Parameters<MemoryStore['set']>[2]): void {
-    if (!this.failSet) return super.set(sessionId, session, callback)
-    this.failedSets++
-    setImmediate(() => (callback as Callback)(new Error('SET sess:' + sessionId + ' failed')))
-  }
-}
+/** Errors quoting the key, as connect-redis's do. */
+const quotingGetFault = failWith((sessionId: string) => new Error('GET sess:' + sessionId + ' failed'), { async: true })
+const quotingSetFault = failWith((sessionId: string) => new Error('SET sess:' + sessionId + ' failed'), { async: true })
 
 /** An app logging every line into `capture`, closed once (now or when the test ends). */
 async function loggingApp (capture: Capture, options: StartOptions): Promise<TestApp> {
   const app = await startApp({ ...options, fastify: { logger: capture.logger } })
   let closing: Promise<void> | undefined
   return { ...app, close: () => (closing ??= app.close()) }
-}
-
-async function waitFor (what: string, condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(10)
-  }
 }
 
 /**
@@ -99,10 +73,10 @@ async function keptSocket (t: TestContext, capture: Capture, app: TestApp, name:
   return { cookie, id, socket }
 }
 
-/** A logging app whose sessions live in a QuotingFaultStore, with `ada` logged in and her socket connected. */
-async function faultStoreApp (t: TestContext, auth: StartOptions['auth']): Promise<{ capture: Capture, store: QuotingFaultStore, app: TestApp, cookie: string, socket: ClientSocket }> {
+/** A logging app whose sessions live in a TestStore, with `ada` logged in and her socket connected. */
+async function faultStoreApp (t: TestContext, auth: StartOptions['auth']): Promise<{ capture: Capture, store: TestStore, app: TestApp, cookie: string, socket: ClientSocket }> {
   const capture = new Capture()
-  const store = new QuotingFaultStore()
+  const store = new TestStore()
   const app = await loggingApp(capture, {
     session: { store, cookie: { secure: false, maxAge: 60_000 } },
     auth
@@ -163,13 +137,13 @@ test('revalidation against a store whose errors quote the key: the failure is lo
   const { capture, store, app, cookie, socket } = await faultStoreApp(t, { revalidateInterval: 50, storeTimeout: 500 })
 
   const mark = capture.lines.length
-  store.failGet = true
-  await waitFor('three failed revalidation reads', () => store.failedGets >= 3)
+  store.readFault = quotingGetFault
+  await waitFor('three failed revalidation reads', () => store.faultedGets >= 3)
   // A handshake during the outage too (its store error quotes the key as well).
   const other = await app.login('bob')
   capture.keep(other)
   assert.equal((await refusedWith(app.url, { cookie: other })).code, 'SESSION_STORE_UNAVAILABLE')
-  store.failGet = false
+  store.readFault = undefined
   assert.ok(capture.warningsSince(mark).length > 0, 'the failing revalidation was logged at warn or above')
 
   await endingAfter(socket, () => app.logout(cookie), 2000)
@@ -181,17 +155,17 @@ test('keep-alive against a store whose get and set errors quote the key: each fa
   const { capture, store, app, cookie, socket } = await faultStoreApp(t, { keepAlive: true, keepAliveInterval: 1, revalidateInterval: false, storeTimeout: 500 })
 
   let failures = 0
-  for (const fault of ['failGet', 'failSet'] as const) {
+  for (const fault of ['readFault', 'writeFault'] as const) {
     const mark = capture.lines.length
-    const failedBefore = store.failedGets + store.failedSets
-    store[fault] = true
+    const failedBefore = store.faultedGets + store.faultedSets
+    store[fault] = fault === 'readFault' ? quotingGetFault : quotingSetFault
     for (let i = 0; i < 4; i++) {
       await sleep(15)
       socket.emit('typing', i)
     }
     await sleep(100)
-    store[fault] = false
-    const failed = store.failedGets + store.failedSets - failedBefore
+    store[fault] = undefined
+    const failed = store.faultedGets + store.faultedSets - failedBefore
     failures += failed
     if (failed > 0) assert.ok(capture.warningsSince(mark).length > 0, `keep-alive's failed store call (${fault}) was logged at warn or above`)
   }

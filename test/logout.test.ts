@@ -1,10 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore } from '@fastify/session'
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client'
-import { connect, connected, sleep, startApp } from './support/app'
-import { ending, report, sessionIdFrom, staysConnected } from './support/cluster'
-import { SlowStore } from './support/slow-store'
+import { connect, connected, sessionIdOf, sleep, startApp, whoami } from './support/app'
+import { ending, report, staysConnected } from './support/cluster'
+import { TestStore, answerLate } from './support/store'
 
 // Logout: a destroyed session ends every socket opened with it, within a second,
 // with { reason: 'logout' } first and a server disconnect (no auto-reconnect) after.
@@ -16,11 +15,6 @@ function openNamespace (manager: ClientSocket, nsp: string): Promise<ClientSocke
     socket.once('connect', () => resolve(socket))
     socket.once('connect_error', reject)
   })
-}
-
-async function whoami (url: string, cookie: string): Promise<unknown> {
-  const response = await fetch(`${url}/whoami`, { headers: { cookie } })
-  return ((await response.json()) as { user: unknown }).user
 }
 
 test('HTTP logout ends every socket of the session (two tabs, two namespaces on one connection) within 1 s; others stay', async (t) => {
@@ -67,7 +61,7 @@ test('HTTP logout ends every socket of the session (two tabs, two namespaces on 
     assert.equal(socket.active, false, 'the client gave up on this socket')
   }
   assert.equal(connections, connectionsBefore, 'no new connection arrived after the logout')
-  assert.equal(await whoami(app.url, cookie), null, 'the session is gone over HTTP too')
+  assert.equal((await whoami(app.url, cookie)).user, null, 'the session is gone over HTTP too')
 
   // The other session was untouched and still works.
   assert.equal(other.connected, true)
@@ -101,34 +95,19 @@ test('destroy() from a socket handler logs out every socket of that session', as
     assert.ok(end.disconnectedAt - started < 1000)
   }
   report(t, `socket-side destroy -> both tabs disconnected in ${ended.map((e) => e.disconnectedAt - started).join(' / ')} ms`)
-  assert.equal(await whoami(app.url, cookie), null, 'the store no longer has the session')
+  assert.equal((await whoami(app.url, cookie)).user, null, 'the store no longer has the session')
   assert.ok(await staysConnected(other, 300), 'the other session stays connected')
 })
 
-/** A real MemoryStore whose next read of one session answers late, as a slow store would. */
-class SlowReadStore extends MemoryStore {
-  slowFor: { sessionId: string, ms: number, started: () => void } | undefined
-
-  override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
-    const slow = this.slowFor
-    if (slow === undefined || slow.sessionId !== sessionId) return super.get(sessionId, callback)
-    this.slowFor = undefined
-    // Reads now, answers later: the answer predates whatever happens meanwhile.
-    super.get(sessionId, (err, session) => {
-      slow.started()
-      setTimeout(() => callback(err, session), slow.ms)
-    })
-  }
-}
-
 test('a logout that lands while a handshake is being verified still ends that socket', async (t) => {
-  const store = new SlowReadStore()
+  const store = new TestStore()
   const app = await startApp({ session: { store, cookie: { secure: false, maxAge: 60_000 } } })
   t.after(() => app.close())
   const cookie = await app.login('ada')
 
   // The handshake's store read starts, then the session is destroyed, then the read answers "valid".
-  const readStarted = new Promise<void>((resolve) => { store.slowFor = { sessionId: sessionIdFrom(cookie), ms: 250, started: resolve } })
+  // Reads now, answers 250 ms later: the answer predates whatever happens meanwhile.
+  const readStarted = new Promise<void>((resolve) => { store.faultNextRead(sessionIdOf(cookie), answerLate(250, resolve)) })
   const socket = ioClient(app.url, { transports: ['websocket'], extraHeaders: { cookie }, reconnection: false, forceNew: true })
   t.after(() => socket.close())
   const refused = new Promise<string>((resolve) => socket.once('connect_error', (err) => resolve(err.message)))
@@ -165,7 +144,7 @@ test('logout of a session with no sockets, and a second logout, are harmless', a
 })
 
 test('a logout that lands while a namespace join reads the store refuses the join: the app\'s connection handler never runs', async (t) => {
-  const store = new SlowStore({ delay: 0 })
+  const store = new TestStore({ delay: 0, serialize: true })
   const ran: string[] = []
   const app = await startApp({
     session: { store },

@@ -4,7 +4,8 @@ import { Manager, type Socket as ClientSocket } from 'socket.io-client'
 import type { Namespace } from 'socket.io'
 import { sessionRoom } from '../lib/index'
 import type { SessionSocket } from '../lib/types'
-import { CountingStore, connected, refusedWith, sessionIdOf, startApp } from './support/app'
+import { ask, connected, expectRefused, sessionIdOf, startApp } from './support/app'
+import { TestStore } from './support/store'
 
 const TRANSPORTS = ['polling', 'websocket'] as const
 const TIMEOUT = { timeout: 60_000 }
@@ -15,15 +16,6 @@ function answerWhoami (nsp: Namespace, seen: string[]): void {
     seen.push(socket.nsp.name)
     socket.on('whoami', (ack: (user: unknown) => void) => ack(socket.data.session?.user ?? null))
   })
-}
-
-async function whoami (socket: ClientSocket): Promise<unknown> {
-  return socket.timeout(5000).emitWithAck('whoami')
-}
-
-async function expectRefused (url: string, code: string, options: Parameters<typeof refusedWith>[1]): Promise<void> {
-  const refused = await refusedWith(url, options)
-  assert.equal(refused.code, code)
 }
 
 describe('every namespace is guarded', TIMEOUT, () => {
@@ -38,7 +30,7 @@ describe('every namespace is guarded', TIMEOUT, () => {
         await expectRefused(t.url, 'SESSION_INVALID', { namespace: '/late', cookie: `${cookie}x`, transports: [transport] })
         assert.deepEqual(seen, [], 'the handler never saw a refused socket')
         const socket = await connected(t.url, { namespace: '/late', cookie, transports: [transport] })
-        assert.deepEqual(await whoami(socket), { name: 'ada', role: 'user' })
+        assert.deepEqual(await ask(socket, 'whoami'), { name: 'ada', role: 'user' })
         socket.close()
         seen.length = 0
       }
@@ -66,7 +58,7 @@ describe('every namespace is guarded', TIMEOUT, () => {
         assert.equal(middlewareSaw.length, 0, 'parent middleware never sees an unauthenticated socket')
         for (const name of [fresh, '/room-1']) {
           const socket = await connected(t.url, { namespace: name, cookie, transports: [transport] })
-          assert.deepEqual(await whoami(socket), { name: 'ada', role: 'user' })
+          assert.deepEqual(await ask(socket, 'whoami'), { name: 'ada', role: 'user' })
           socket.close()
         }
         // Once the child exists, it stays guarded.
@@ -91,7 +83,7 @@ describe('every namespace is guarded', TIMEOUT, () => {
         await expectRefused(t.url, 'SESSION_REQUIRED', { namespace: `/fn-${transport}`, transports: [transport] })
         assert.deepEqual(seen, [])
         const socket = await connected(t.url, { namespace: `/fn-${transport}`, cookie, transports: [transport] })
-        assert.deepEqual(await whoami(socket), { name: 'grace', role: 'admin' })
+        assert.deepEqual(await ask(socket, 'whoami'), { name: 'grace', role: 'admin' })
         socket.close()
         assert.deepEqual(seen, [`/fn-${transport}`])
         seen.length = 0
@@ -129,7 +121,7 @@ describe('every namespace is guarded', TIMEOUT, () => {
   })
 
   test('every namespace a connection opens reads the session afresh, and rules run per namespace', async () => {
-    const store = new CountingStore()
+    const store = new TestStore()
     const t = await startApp({
       session: { store },
       auth: { namespaces: { '/admin': (session) => session.user?.role === 'admin' } }
@@ -157,8 +149,8 @@ describe('every namespace is guarded', TIMEOUT, () => {
           })
           await Promise.all([admitted(main), admitted(chat)])
           assert.equal(await refusal, 'FORBIDDEN')
-          assert.deepEqual(await whoami(chat), { name: 'ada', role: 'user' })
-          assert.deepEqual(await whoami(main), { name: 'ada', role: 'user' })
+          assert.deepEqual(await ask(chat, 'whoami'), { name: 'ada', role: 'user' })
+          assert.deepEqual(await ask(main, 'whoami'), { name: 'ada', role: 'user' })
           assert.equal(main.io.engine.id, chat.io.engine.id, 'one Engine.IO connection')
           // One read per namespace join: a verdict never outlives a change to the session.
           assert.equal(store.gets - gets, 3, 'one store read per namespace of the connection')

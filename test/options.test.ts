@@ -6,24 +6,17 @@ import type { FastifyPluginCallback } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import sessionSocketAuth from '../lib/index'
-import { SECRET, connect, connected, startApp } from './support/app'
+import { SECRET, connect, connected, readyError, startApp } from './support/app'
 
 const TIMEOUT = { timeout: 60_000 }
 
 /** Registers the plugin with raw (possibly wrong) options and returns the start-up error. */
 async function startupError (options: unknown, { cookie = true, session = true } = {}): Promise<Error & { code?: string }> {
-  const app = Fastify({ logger: false })
-  try {
+  return readyError(async (app) => {
     if (cookie) await app.register(fastifyCookie)
     if (session) await app.register(fastifySession, { secret: SECRET, cookie: { secure: false } })
     app.register(sessionSocketAuth, options as never)
-    await app.ready()
-  } catch (error) {
-    return error as Error & { code?: string }
-  } finally {
-    await app.close().catch(() => {})
-  }
-  assert.fail(`registration with ${JSON.stringify(options)} should fail`)
+  }, `registration with ${JSON.stringify(options)}`)
 }
 
 describe('options are validated at registration', TIMEOUT, () => {

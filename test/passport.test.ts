@@ -9,7 +9,7 @@ import { Strategy as LocalStrategy } from 'passport-local'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import sessionSocketAuth, { userRoom } from '../lib/index'
 import type { SessionSocketAuthOptions } from '../lib/options'
-import { SECRET, connected, refusedWith, sleep } from './support/app'
+import { SECRET, ask, connectedFor, refusedWith, sleep } from './support/app'
 import { cookieFromResponse, ending, staysConnected } from './support/cluster'
 import { LEVEL, logCapture } from './support/health'
 
@@ -115,27 +115,17 @@ async function startPassportApp (t: TestContext, options: { key?: string, auth?:
   }
 }
 
-async function me (socket: ClientSocket): Promise<unknown> {
-  return socket.timeout(3000).emitWithAck('me')
-}
-
-async function open (t: TestContext, url: string, cookie: string, extra: Parameters<typeof connected>[1] = {}): Promise<ClientSocket> {
-  const socket = await connected(url, { cookie, ...extra })
-  t.after(() => { socket.close() })
-  return socket
-}
-
 test('passport: after a passport-local login, socket.data.user is the deserialized user, and the socket is in its user room', async (t) => {
   const p = await startPassportApp(t)
   const cookie = await p.login('ada', 'ada-pw')
-  const root = await open(t, p.url, cookie)
-  const chat = await open(t, p.url, cookie, { namespace: '/chat' })
-  assert.deepEqual(await me(root), { id: 'u1', name: 'Ada', role: 'admin' })
-  assert.deepEqual(await me(chat), { id: 'u1', name: 'Ada', role: 'admin' })
+  const root = await connectedFor(t, p.url, { cookie })
+  const chat = await connectedFor(t, p.url, { cookie, namespace: '/chat' })
+  assert.deepEqual(await ask(root, 'me'), { id: 'u1', name: 'Ada', role: 'admin' })
+  assert.deepEqual(await ask(chat, 'me'), { id: 'u1', name: 'Ada', role: 'admin' })
   assert.deepEqual(p.deserialized, ['u1', 'u1'], 'passport\'s deserializer, with the serialized id, once per namespace join')
 
-  const bob = await open(t, p.url, await p.login('bob', 'bob-pw'))
-  assert.deepEqual(await me(bob), { id: 'u2', name: 'Bob', role: 'user' })
+  const bob = await connectedFor(t, p.url, { cookie: await p.login('bob', 'bob-pw') })
+  assert.deepEqual(await ask(bob, 'me'), { id: 'u2', name: 'Bob', role: 'user' })
   // The default identify is the id @fastify/passport serialized.
   assert.deepEqual((await p.app.io.in(userRoom('u1')).fetchSockets()).map((socket) => socket.id), [root.id])
   assert.deepEqual((await p.app.io.in(userRoom('u2')).fetchSockets()).map((socket) => socket.id), [bob.id])
@@ -151,14 +141,14 @@ test('passport: before login (a session with no user in it) the socket is refuse
   assert.deepEqual(p.deserialized, [], 'nothing to deserialize')
   // Logging in (which regenerates the session) gives a cookie that is admitted.
   const cookie = await p.login('bob', 'bob-pw', visitor)
-  assert.deepEqual(await me(await open(t, p.url, cookie)), { id: 'u2', name: 'Bob', role: 'user' })
+  assert.deepEqual(await ask(await connectedFor(t, p.url, { cookie }), 'me'), { id: 'u2', name: 'Bob', role: 'user' })
 })
 
 test('passport: request.logout() ends the open socket (passport regenerates the session), and its reconnect with the old cookie is refused', async (t) => {
   const p = await startPassportApp(t)
   const cookie = await p.login('ada', 'ada-pw')
-  const bob = await open(t, p.url, await p.login('bob', 'bob-pw'))
-  const socket = await open(t, p.url, cookie, { reconnection: true, extra: { reconnectionDelay: 50, reconnectionDelayMax: 100 } })
+  const bob = await connectedFor(t, p.url, { cookie: await p.login('bob', 'bob-pw') })
+  const socket = await connectedFor(t, p.url, { cookie, reconnection: true, extra: { reconnectionDelay: 50, reconnectionDelayMax: 100 } })
   const refusals: string[] = []
   socket.on('connect_error', (err) => refusals.push(err.message))
   let reconnected = 0
@@ -193,7 +183,7 @@ test('passport: a deserializer giving false (a banned user) is no user: USER_REQ
   assert.deepEqual(p.deserialized, ['u3'], 'the deserializer was asked')
   // The same app without userRequired admits her, with no user.
   const lenient = await startPassportApp(t, { auth: { userRequired: false } })
-  assert.equal(await me(await open(t, lenient.url, await lenient.login('eve', 'eve-pw'))), 'undefined')
+  assert.equal(await ask(await connectedFor(t, lenient.url, { cookie: await lenient.login('eve', 'eve-pw') }), 'me'), 'undefined')
 })
 
 test('passport: a deserializer that throws refuses USER_UNAVAILABLE, logged at error level', async (t) => {
@@ -206,14 +196,14 @@ test('passport: a deserializer that throws refuses USER_UNAVAILABLE, logged at e
   assert.equal(errors.length, 1)
   assert.match(String(errors[0]?.msg), /loading the user threw/)
   assert.match(JSON.stringify(errors[0]?.err), /user directory unreachable/)
-  assert.deepEqual(await me(await open(t, p.url, await p.login('bob', 'bob-pw'))), { id: 'u2', name: 'Bob', role: 'user' }, 'other users still get in')
+  assert.deepEqual(await ask(await connectedFor(t, p.url, { cookie: await p.login('bob', 'bob-pw') }), 'me'), { id: 'u2', name: 'Bob', role: 'user' }, 'other users still get in')
 })
 
 test('passport: a user deleted from the table, then reauthorizeUser(id): the socket ends with \'forbidden\'; other users stay', async (t) => {
   const p = await startPassportApp(t)
   const cookie = await p.login('ada', 'ada-pw')
-  const sockets = [await open(t, p.url, cookie), await open(t, p.url, cookie, { namespace: '/chat' }), await open(t, p.url, await p.login('ada', 'ada-pw'))]
-  const bob = await open(t, p.url, await p.login('bob', 'bob-pw'))
+  const sockets = [await connectedFor(t, p.url, { cookie }), await connectedFor(t, p.url, { cookie, namespace: '/chat' }), await connectedFor(t, p.url, { cookie: await p.login('ada', 'ada-pw') })]
+  const bob = await connectedFor(t, p.url, { cookie: await p.login('bob', 'bob-pw') })
 
   p.table.delete('u1')
   assert.ok(await staysConnected(sockets[0] as ClientSocket, 200), 'nothing happens until the app says so')
@@ -227,15 +217,15 @@ test('passport: a user deleted from the table, then reauthorizeUser(id): the soc
   }
   t.diagnostic(`measured: reauthorizeUser -> sockets ended within ${Date.now() - started} ms`)
   assert.ok(await staysConnected(bob, 200))
-  assert.deepEqual(await me(bob), { id: 'u2', name: 'Bob', role: 'user' })
+  assert.deepEqual(await ask(bob, 'me'), { id: 'u2', name: 'Bob', role: 'user' })
   assert.equal((await refusedWith(p.url, { cookie })).code, 'USER_REQUIRED', 'and the session cannot open a new socket')
 })
 
 test('passport: a custom Authenticator key is where the user id is read from, for the user and the user room', async (t) => {
   const p = await startPassportApp(t, { key: 'auth' })
   const cookie = await p.login('bob', 'bob-pw')
-  const socket = await open(t, p.url, cookie)
-  assert.deepEqual(await me(socket), { id: 'u2', name: 'Bob', role: 'user' })
+  const socket = await connectedFor(t, p.url, { cookie })
+  assert.deepEqual(await ask(socket, 'me'), { id: 'u2', name: 'Bob', role: 'user' })
   const [remote] = await p.app.io.fetchSockets()
   assert.equal(remote?.data.session.get('passport' as never), undefined, 'nothing under the default key')
   assert.equal((remote?.data.session as unknown as Record<string, unknown> | undefined)?.auth, 'u2')

@@ -31,13 +31,14 @@ import { createHmac } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import fc from 'fast-check'
 import { io as connectClient } from 'socket.io-client'
-import { CountingStore, OLD_SECRET, SECRET, sessionIdOf, startApp, type TestApp } from './support/app'
+import { OLD_SECRET, SECRET, positiveIntFromEnv, sessionIdOf, startApp, type TestApp } from './support/app'
 import { guardOf, probeFaults, probeHandshake, type GuardMiddleware } from './support/guard-probe'
 import { LEVEL, logCapture, watchProcess } from './support/health'
+import { TestStore } from './support/store'
 
-const RUNS = positiveInt('FC_RUNS', 10_000)
-const E2E_RUNS = positiveInt('FC_E2E_RUNS', 200)
-const SEED = positiveInt('FC_SEED', 20_250_601)
+const RUNS = positiveIntFromEnv('FC_RUNS', 10_000)
+const E2E_RUNS = positiveIntFromEnv('FC_E2E_RUNS', 200)
+const SEED = positiveIntFromEnv('FC_SEED', 20_250_601)
 
 const SECRETS = [SECRET, OLD_SECRET]
 const FOREIGN_SECRET = 'a-secret-this-app-was-never-given-0123456789'
@@ -336,7 +337,7 @@ function headersOf (input: { cookie?: string | undefined, origin?: string | unde
 
 describe('handshake properties', () => {
   let t: TestApp
-  let store: CountingStore
+  let store: TestStore
   let guard: GuardMiddleware
   let world: World
   const logs = logCapture()
@@ -346,7 +347,7 @@ describe('handshake properties', () => {
   let destroysBefore = 0
 
   before(async () => {
-    store = new CountingStore()
+    store = new TestStore()
     t = await startApp({
       fastify: { logger: { level: 'warn', stream: logs.stream } },
       session: { secret: SECRETS, store, cookie: { secure: false, maxAge: 3_600_000 } },
@@ -503,8 +504,3 @@ describe('handshake properties', () => {
     tt.diagnostic(`end to end: ${JSON.stringify(tally)}`)
   })
 })
-
-function positiveInt (name: string, fallback: number): number {
-  const value = Number(process.env[name])
-  return Number.isSafeInteger(value) && value > 0 ? value : fallback
-}

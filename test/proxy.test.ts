@@ -8,7 +8,7 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, engineRequest, refusedWith, startApp, type StartOptions, type TestApp } from './support/app'
+import { closeAfter, connected, engineRequest, refusedWith, startApp, upgraded, type StartOptions, type TestApp } from './support/app'
 import { startProxy, type ProxyOptions, type RunningProxy } from './support/proxy'
 
 const TIMEOUT = { timeout: 60_000 }
@@ -39,26 +39,8 @@ async function start (t: TestContext, options: StartOptions = {}): Promise<TestA
   return app
 }
 
-function closeAfter (t: TestContext, socket: ClientSocket): ClientSocket {
-  t.after(() => { socket.close() })
-  return socket
-}
-
 async function seen (socket: ClientSocket): Promise<Seen> {
   return socket.timeout(5000).emitWithAck('seen') as Promise<Seen>
-}
-
-/** Resolves once the engine runs over WebSocket (after an upgrade from polling). */
-async function upgraded (socket: ClientSocket): Promise<void> {
-  const engine = socket.io.engine
-  if (engine.transport.name !== 'websocket') {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no upgrade to websocket within 5 s (transport ${engine.transport.name})`)), 5000)
-      engine.once('upgrade', () => { clearTimeout(timer); resolve() })
-      engine.once('upgradeError', (error: Error) => { clearTimeout(timer); reject(new Error(`the upgrade failed: ${error.message}`)) })
-    })
-  }
-  assert.equal(socket.io.engine.transport.name, 'websocket')
 }
 
 /** Connects over each transport set through `url`; each must be admitted and ack; returns what the app saw. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import type { SessionSocketAuthOptions } from '../lib/options'
-import { connected, connectedTab, loginAs, postAs, refusedWith, sleep, startApp, userRoutes, type TestApp } from './support/app'
+import { connectedFor, connectedTab, loginAs, postAs, refusedWith, sleep, startApp, userRoutes, type TestApp } from './support/app'
 import { ending, report, startCluster, staysConnected, type Ending } from './support/cluster'
 import { needRedis } from './support/services'
 
@@ -66,12 +66,6 @@ async function tab (t: TestContext, url: string, cookie: string, namespaces: str
   return sockets
 }
 
-async function open (t: TestContext, url: string, cookie: string, namespace = ''): Promise<ClientSocket> {
-  const socket = await connected(url, { cookie, namespace })
-  t.after(() => { socket.close() })
-  return socket
-}
-
 /** Counts `session:revoked` events from now on, over all the sockets. */
 function revokedCount (sockets: ClientSocket[]): () => number {
   let count = 0
@@ -109,7 +103,7 @@ test('demotion over HTTP: the session\'s /admin sockets leave; / and /chat stay 
   const app = await start(t)
   const cookie = await loginAs(app.app, 'alice', 'admin')
   const [root, chat, admin] = await tab(t, app.url, cookie, ['/', '/chat', '/admin'])
-  const otherTabAdmin = await open(t, app.url, cookie, '/admin')
+  const otherTabAdmin = await connectedFor(t, app.url, { cookie, namespace: '/admin' })
   const rootCookie = await loginAs(app.app, 'root', 'admin')
   const [otherRoot, otherAdmin] = await tab(t, app.url, rootCookie, ['/', '/admin'])
   assert.equal((await who(root)).role, 'admin')
@@ -139,7 +133,7 @@ test('a change that keeps every rule passing touches nothing, yet every socket s
   const app = await start(t)
   const cookie = await loginAs(app.app, 'alice', 'admin')
   const sockets = await tab(t, app.url, cookie, ['/', '/chat', '/admin'])
-  sockets.push(await open(t, app.url, cookie, '/admin'))
+  sockets.push(await connectedFor(t, app.url, { cookie, namespace: '/admin' }))
   const ids = sockets.map((socket) => socket.id as string)
   const revoked = revokedCount(sockets)
   const disconnects: string[] = []
@@ -158,7 +152,7 @@ test('a global rule that no longer passes after an HTTP change ends the session\
   const app = await start(t)
   const cookie = await loginAs(app.app, 'alice', 'admin')
   const sockets = await tab(t, app.url, cookie, ['/', '/chat', '/admin'])
-  const bob = await open(t, app.url, await loginAs(app.app, 'bob'))
+  const bob = await connectedFor(t, app.url, { cookie: await loginAs(app.app, 'bob') })
   const endings = sockets.map((socket) => ending(socket))
   await postAs(app.url, '/rename', cookie, { name: 'suspended' })
   for (const end of await Promise.all(endings)) assertForbidden(end, 'every namespace')
@@ -204,8 +198,8 @@ test('two nodes on Redis: a demotion over HTTP on node A removes the user\'s /ad
   const [a, b] = await startCluster(t, 2, { setup, auth: auth(new Map()) })
   const cookie = await loginAs(a.app, 'alice', 'admin')
   const [rootB, adminB] = await tab(t, b.url, cookie, ['/', '/admin'])
-  const adminA = await open(t, a.url, cookie, '/admin')
-  const bobAdminB = await open(t, b.url, await loginAs(b.app, 'bob', 'admin'), '/admin')
+  const adminA = await connectedFor(t, a.url, { cookie, namespace: '/admin' })
+  const bobAdminB = await connectedFor(t, b.url, { cookie: await loginAs(b.app, 'bob', 'admin'), namespace: '/admin' })
   const stayIds = [rootB.id, bobAdminB.id] as string[]
 
   const endings = [ending(adminB), ending(adminA)]
@@ -227,12 +221,12 @@ test('two nodes on Redis: disconnectUser on node A ends every socket of the user
   const [a, b] = await startCluster(t, 2, { setup, auth: auth(new Map()) })
   const sessions = [await loginAs(a.app, 'alice'), await loginAs(b.app, 'alice'), await loginAs(a.app, 'alice')]
   const alice: ClientSocket[] = [
-    await open(t, a.url, sessions[0]), await open(t, b.url, sessions[0]), await open(t, b.url, sessions[0], '/chat'),
-    await open(t, b.url, sessions[1]), await open(t, a.url, sessions[1], '/chat'),
-    await open(t, b.url, sessions[2])
+    await connectedFor(t, a.url, { cookie: sessions[0] }), await connectedFor(t, b.url, { cookie: sessions[0] }), await connectedFor(t, b.url, { cookie: sessions[0], namespace: '/chat' }),
+    await connectedFor(t, b.url, { cookie: sessions[1] }), await connectedFor(t, a.url, { cookie: sessions[1], namespace: '/chat' }),
+    await connectedFor(t, b.url, { cookie: sessions[2] })
   ]
   const bobCookie = await loginAs(a.app, 'bob')
-  const bob = [await open(t, a.url, bobCookie), await open(t, b.url, bobCookie)]
+  const bob = [await connectedFor(t, a.url, { cookie: bobCookie }), await connectedFor(t, b.url, { cookie: bobCookie })]
 
   const endings = alice.map((socket) => ending(socket))
   const started = Date.now()
@@ -248,8 +242,8 @@ test('two nodes on Redis: disconnectUser on node A ends every socket of the user
   assert.ok(Math.max(...latencies) < 2000)
   for (const socket of bob) assert.ok(await staysConnected(socket, 200), 'bob stays on both nodes')
   // The sessions stay in Redis: a new handshake is admitted on either node.
-  assert.equal((await who(await open(t, b.url, sessions[0]))).user.id, 'alice')
-  assert.equal((await who(await open(t, a.url, sessions[1]))).user.id, 'alice')
+  assert.equal((await who(await connectedFor(t, b.url, { cookie: sessions[0] }))).user.id, 'alice')
+  assert.equal((await who(await connectedFor(t, a.url, { cookie: sessions[1] }))).user.id, 'alice')
 })
 
 test('two nodes on Redis: reauthorizeUser on node A reaches the user\'s sockets on node B', async (t) => {
@@ -258,7 +252,7 @@ test('two nodes on Redis: reauthorizeUser on node A reaches the user\'s sockets 
   const [a, b] = await startCluster(t, 2, { setup, auth: auth(db) })
   const cookie = await loginAs(a.app, 'alice', 'admin')
   const [rootB, adminB] = await tab(t, b.url, cookie, ['/', '/admin'])
-  const bobAdminB = await open(t, b.url, await loginAs(a.app, 'bob', 'admin'), '/admin')
+  const bobAdminB = await connectedFor(t, b.url, { cookie: await loginAs(a.app, 'bob', 'admin'), namespace: '/admin' })
 
   db.set('alice', 'user')
   const end = ending(adminB)

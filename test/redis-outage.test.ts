@@ -24,9 +24,10 @@ import { randomUUID } from 'node:crypto'
 import { RedisStore } from 'connect-redis'
 import { createClient } from 'redis'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connect, connected, sleep, startApp, type TestApp } from './support/app'
+import { connect, connected, startApp, waitFor, type TestApp } from './support/app'
 import { logCapture, watchProcess } from './support/health'
 import { needRedisServerBinary, startOwnRedis, type OwnRedis } from './support/redis-server'
+import { track } from './support/cluster'
 
 const STORE_TIMEOUT = 1000
 const REVALIDATE = 200
@@ -65,22 +66,6 @@ async function tearDown (run: Run | undefined): Promise<void> {
   await run.t.close()
   run.client.destroy()
   await run.redis.close()
-}
-
-function track (socket: ClientSocket): { revoked: string[], disconnected: string[] } {
-  const seen = { revoked: [] as string[], disconnected: [] as string[] }
-  socket.on('session:revoked', (payload: { reason: string }) => seen.revoked.push(payload.reason))
-  socket.on('disconnect', (reason) => seen.disconnected.push(reason))
-  return seen
-}
-
-async function waitFor (what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now()
-  while (!(await condition())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(50)
-  }
-  return Date.now() - started
 }
 
 async function refusedDuringOutage (t: TestApp, cookie: string | undefined): Promise<{ code: string, ms: number }> {
@@ -149,13 +134,13 @@ async function outageScenario (tt: { diagnostic: (message: string) => void }, ru
       await waitFor('a fresh login to be admitted again', async () => {
         admitted = await loginAndConnect(t, 'carol')
         return admitted !== undefined
-      }, RECOVERY_BOUND_MS)
+      }, RECOVERY_BOUND_MS, 50)
       return admitted as ClientSocket
     })()
     sockets.push(socket)
     const recoveryMs = Date.now() - restarted
     // The old sessions were lost with Redis's memory: their sockets end at the next round, and their cookies no longer open one.
-    await waitFor('the lost sessions\' sockets to be revoked', () => !a.connected && !b.connected, RECOVERY_BOUND_MS)
+    await waitFor('the lost sessions\' sockets to be revoked', () => !a.connected && !b.connected, RECOVERY_BOUND_MS, 50)
     assert.deepEqual([seenA.revoked, seenB.revoked], [['revoked'], ['revoked']])
     const stale = await connect(t.url, { cookie: cookieA })
     stale.socket.close()

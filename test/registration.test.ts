@@ -7,7 +7,7 @@ import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import { io as ioClient } from 'socket.io-client'
 import sessionSocketAuth from '../lib/index'
-import { SECRET, connected, refusedWith } from './support/app'
+import { SECRET, connected, readyError, refusedWith } from './support/app'
 
 // One Socket.IO server per HTTP server, registered in the scope of
 // @fastify/session: a second registration (same instance or a sibling scope)
@@ -101,20 +101,6 @@ if (childScenario === 'same-instance' || childScenario === 'siblings') {
   defineTests()
 }
 
-/** Registers with the given shape and returns the start-up error (fails the test if start-up succeeds). */
-async function startupError (build: (app: FastifyInstance) => void): Promise<Error & { code?: string }> {
-  const app = Fastify({ logger: false })
-  try {
-    build(app)
-    await app.ready()
-  } catch (error) {
-    return error as Error & { code?: string }
-  } finally {
-    await app.close().catch(() => {})
-  }
-  assert.fail('start-up should have failed')
-}
-
 /** Runs a double-registration scenario in a child process (it may crash there). */
 async function runChild (scenario: Scenario): Promise<{ exitCode: number | null, stdout: string, stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', __filename], {
@@ -184,7 +170,7 @@ function defineTests (): void {
     }
 
     test('registering twice on the same instance: the error is the plugin\'s own, not a Fastify decorator clash', async () => {
-      const error = await startupError((app) => {
+      const error = await readyError((app) => {
         app.register(fastifyCookie)
         app.register(fastifySession, { secret: SECRET, cookie: { secure: false } })
         app.register(sessionSocketAuth)
@@ -197,7 +183,7 @@ function defineTests (): void {
 
   describe('registered in the scope of @fastify/session', TIMEOUT, () => {
     test('inside a child scope while @fastify/session is at the root: fails at start-up with WRONG_SCOPE', async () => {
-      const error = await startupError((app) => {
+      const error = await readyError((app) => {
         app.register(fastifyCookie)
         app.register(fastifySession, { secret: SECRET, cookie: { secure: false } })
         app.register(async (child) => { await child.register(sessionSocketAuth) })

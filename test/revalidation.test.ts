@@ -1,10 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore } from '@fastify/session'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, sleep, startApp } from './support/app'
-import { ending, redisClient, report, sessionIdFrom, startRedisNode, staysConnected, uniquePrefix } from './support/cluster'
+import { connected, sessionIdOf, sleep, startApp } from './support/app'
+import { ending, redisClient, report, startRedisNode, staysConnected, uniquePrefix } from './support/cluster'
 import { needRedis } from './support/services'
+import { TestStore } from './support/store'
 
 // Out-of-band revocation: a session deleted from the store by other means ends
 // its sockets within revalidateInterval; the cost is one read per session per
@@ -13,28 +13,9 @@ import { needRedis } from './support/services'
 // Time a store read plus the disconnect may take on a loaded 2-core machine.
 const LATENCY_MARGIN = 300
 
-/** A real MemoryStore that notes every read: when, and of which session. */
-class ReadLoggingStore extends MemoryStore {
-  readonly reads: Array<{ sessionId: string, at: number }> = []
-
-  override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
-    this.reads.push({ sessionId, at: Date.now() })
-    super.get(sessionId, callback)
-  }
-
-  readsSince (since: number): Array<{ sessionId: string, at: number }> {
-    return this.reads.filter((read) => read.at >= since)
-  }
-
-  /** Reads after the first `count` (counting, not timing: a read and a connect can share a millisecond). */
-  readsAfter (count: number): Array<{ sessionId: string, at: number }> {
-    return this.reads.slice(count)
-  }
-}
-
 test('a session deleted from the MemoryStore out of band: its sockets go with reason "revoked" within revalidateInterval', async (t) => {
   const interval = 600
-  const store = new MemoryStore()
+  const store = new TestStore()
   const app = await startApp({ session: { store, cookie: { secure: false, maxAge: 60_000 } }, auth: { revalidateInterval: interval } })
   t.after(() => app.close())
   const cookie = await app.login('ada')
@@ -47,7 +28,7 @@ test('a session deleted from the MemoryStore out of band: its sockets go with re
 
   const endings = [ending(tab1, interval * 3), ending(tab2, interval * 3)]
   const deletedAt = Date.now()
-  store.destroy(sessionIdFrom(cookie), () => {})
+  store.destroy(sessionIdOf(cookie), () => {})
   const ended = await Promise.all(endings)
   for (const end of ended) {
     assert.equal(end.reason, 'revoked')
@@ -68,7 +49,7 @@ test('a session key deleted from Redis by another client: its socket goes with r
   const admin = await redisClient(t)
   const cookie = await node.login('ada')
   const otherCookie = await node.login('bob')
-  const key = prefix + sessionIdFrom(cookie)
+  const key = prefix + sessionIdOf(cookie)
   assert.equal(await admin.exists(key), 1, 'the session lives in Redis under the test prefix')
   const socket = await connected(node.url, { cookie })
   const other = await connected(node.url, { cookie: otherCookie })
@@ -85,25 +66,25 @@ test('a session key deleted from Redis by another client: its socket goes with r
   assert.ok(took <= interval + LATENCY_MARGIN, `disconnected ${took} ms after DEL (revalidateInterval ${interval})`)
   report(t, `Redis DEL -> disconnected after ${took} ms (revalidateInterval ${interval} ms)`)
   assert.ok(await staysConnected(other, interval + 100))
-  await admin.del(prefix + sessionIdFrom(otherCookie))
+  await admin.del(prefix + sessionIdOf(otherCookie))
 })
 
 test('revalidateInterval: false: a session deleted out of band keeps its socket, and the store is not read', async (t) => {
-  const store = new ReadLoggingStore()
+  const store = new TestStore()
   const app = await startApp({ session: { store, cookie: { secure: false, maxAge: 60_000 } }, auth: { revalidateInterval: false } })
   t.after(() => app.close())
   const cookie = await app.login('ada')
   const socket = await connected(app.url, { cookie })
   t.after(() => socket.close())
   const readsBefore = store.reads.length
-  store.destroy(sessionIdFrom(cookie), () => {})
+  store.destroy(sessionIdOf(cookie), () => {})
   assert.ok(await staysConnected(socket, 1500), 'not disconnected: revalidation is off')
   assert.equal(store.readsAfter(readsBefore).length, 0, 'no revalidation reads')
 })
 
 test('cost: 20 sockets of 2 sessions cost one store read per session per interval, not per socket', async (t) => {
   const interval = 300
-  const store = new ReadLoggingStore()
+  const store = new TestStore()
   const app = await startApp({
     session: { store, cookie: { secure: false, maxAge: 60_000 } },
     auth: { revalidateInterval: interval },
@@ -130,7 +111,7 @@ test('cost: 20 sockets of 2 sessions cost one store read per session per interva
   const readsBefore = store.reads.length
   await sleep(window)
   const reads = store.readsAfter(readsBefore)
-  const perSession = cookies.map((cookie) => reads.filter((read) => read.sessionId === sessionIdFrom(cookie)).length)
+  const perSession = cookies.map((cookie) => reads.filter((read) => read.sessionId === sessionIdOf(cookie)).length)
   // One read per session per interval, with intervals jittered down to 0.75x: at most window / (0.75 * interval) + 1 each.
   const most = Math.floor(window / (0.75 * interval)) + 1
   for (const count of perSession) {
@@ -144,7 +125,7 @@ test('cost: 20 sockets of 2 sessions cost one store read per session per interva
 
 test('revalidation reads are spread out with jitter, not made all at once, and never later than the interval', async (t) => {
   const interval = 1000
-  const store = new ReadLoggingStore()
+  const store = new TestStore()
   const connectedAt = new Map<string, number>()
   const app = await startApp({
     session: { store, cookie: { secure: false, maxAge: 60_000 } },
@@ -161,7 +142,7 @@ test('revalidation reads are spread out with jitter, not made all at once, and n
 
   // Each session's first revalidation, measured from its own connection.
   const delays = cookies.map((cookie) => {
-    const id = sessionIdFrom(cookie)
+    const id = sessionIdOf(cookie)
     const reads = store.readsSince(since).filter((read) => read.sessionId === id)
     // The first read is the handshake's; the second is the first revalidation.
     assert.ok(reads.length >= 2, `session ${id.slice(0, 6)} was not revalidated within ${interval + 200} ms`)

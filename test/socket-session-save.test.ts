@@ -3,8 +3,8 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { MemoryStore } from '@fastify/session'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, startApp, type TestApp } from './support/app'
-import { redisClient, sessionIdFrom, startRedisNode, uniquePrefix } from './support/cluster'
+import { connected, sessionIdOf, startApp, type TestApp } from './support/app'
+import { redisClient, startRedisNode, uniquePrefix } from './support/cluster'
 import { needRedis } from './support/services'
 
 // Reading and writing the session from socket handlers: save() reaches the
@@ -113,7 +113,7 @@ async function goneScenario (app: TestApp, deleteOutOfBand: (sessionId: string) 
   const cookie = await app.login('ada')
   const socket = await connected(app.url, { cookie })
   try {
-    const sessionId = sessionIdFrom(cookie)
+    const sessionId = sessionIdOf(cookie)
     await deleteOutOfBand(sessionId)
     assert.deepEqual(await ask(socket, 'set', 5), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_GONE' })
     assert.deepEqual(await ask(socket, 'set-with-callback', 6), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_GONE' })

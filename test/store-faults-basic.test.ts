@@ -1,73 +1,46 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Session } from 'fastify'
-import type { SessionStore } from '@fastify/session'
 import { connected, refusedWith, sleep, startApp, type TestApp } from './support/app'
+import { watchProcess } from './support/health'
+import { TestStore, failWith, hang, type Fault } from './support/store'
 
 const TRANSPORTS = ['polling', 'websocket'] as const
 const TIMEOUT = { timeout: 60_000 }
 
-type Mode = 'ok' | 'callback-error' | 'throw' | 'hang' | 'reject' | 'late' | 'enoent' | 'garbage'
-type Callback = (err?: unknown, session?: Session | null) => void
-
 /**
- * A fake store for faults only: it keeps sessions in a Map like a real one,
- * and its get() misbehaves in the chosen way.
+ * The ways a store's get() misbehaves here, as faults of the shared TestStore
+ * (`late` answers with the real session, but only after the guard gave up;
+ * its answers are kept in `lateAnswers` so that a test can wait for them).
  */
-class FaultyStore implements SessionStore {
-  readonly map = new Map<string, Session>()
-  mode: Mode = 'ok'
-  gets = 0
-  readonly lateCallbacks: Array<Promise<void>> = []
-
-  set (sessionId: string, session: Session, callback: (err?: unknown) => void): void {
-    this.map.set(sessionId, session)
-    callback()
+const lateAnswers: Array<Promise<void>> = []
+const FAULTS = {
+  'callback-error': failWith(new Error('connection refused by the database')),
+  throw: () => { throw new Error('store exploded synchronously') },
+  hang,
+  reject: () => Promise.reject(new Error('store rejected')),
+  enoent: failWith(Object.assign(new Error('no such session file'), { code: 'ENOENT' })),
+  garbage: (answer) => answer(null, 'not a session'),
+  late: (answer, record) => {
+    const session = record()
+    lateAnswers.push(sleep(400).then(() => answer(null, session)))
   }
-
-  destroy (sessionId: string, callback: (err?: unknown) => void): void {
-    this.map.delete(sessionId)
-    callback()
-  }
-
-  get (sessionId: string, callback: Callback): unknown {
-    this.gets++
-    const session = this.map.get(sessionId) ?? null
-    switch (this.mode) {
-      case 'ok': return callback(null, session)
-      case 'callback-error': return callback(new Error('connection refused by the database'))
-      case 'throw': throw new Error('store exploded synchronously')
-      case 'hang': return undefined
-      case 'reject': return Promise.reject(new Error('store rejected'))
-      case 'enoent': return callback(Object.assign(new Error('no such session file'), { code: 'ENOENT' }))
-      case 'garbage': return callback(null, 'not a session' as unknown as Session)
-      case 'late':
-        // Answers with the real session, but only after the guard gave up.
-        this.lateCallbacks.push(sleep(400).then(() => callback(null, session)))
-        return undefined
-    }
-  }
-}
+} satisfies Record<string, Fault>
+type Mode = keyof typeof FAULTS
 
 /** Fails the test if the process reports an unhandled rejection or an uncaught exception while `body` runs. */
 async function withoutCrashes (body: () => Promise<void>): Promise<void> {
-  const crashes: unknown[] = []
-  const onRejection = (reason: unknown): void => { crashes.push(reason) }
-  const onException = (error: unknown): void => { crashes.push(error) }
-  process.on('unhandledRejection', onRejection)
-  process.on('uncaughtException', onException)
+  const health = watchProcess()
   try {
     await body()
     // Let late callbacks and timers of the faults settle while we still listen.
     await sleep(500)
   } finally {
-    process.off('unhandledRejection', onRejection)
-    process.off('uncaughtException', onException)
+    health.stop()
   }
-  assert.deepEqual(crashes, [], 'no unhandled rejection or uncaught exception')
+  assert.deepEqual(health.problems, [], 'no unhandled rejection or uncaught exception')
 }
 
-async function faultyApp (store: FaultyStore): Promise<{ t: TestApp, cookie: string, connections: () => number }> {
+async function faultyApp (store: TestStore): Promise<{ t: TestApp, cookie: string, connections: () => number }> {
   const t = await startApp({ session: { store }, auth: { storeTimeout: 200 } })
   let count = 0
   t.app.io.on('connection', () => { count++ })
@@ -86,7 +59,7 @@ describe('store faults never admit and never crash', TIMEOUT, () => {
   for (const [mode, title] of unavailable) {
     test(`${title} -> SESSION_STORE_UNAVAILABLE`, async () => {
       await withoutCrashes(async () => {
-        const store = new FaultyStore()
+        const store = new TestStore()
         const { t, cookie, connections } = await faultyApp(store)
         try {
           // The set-up works: a healthy store admits this cookie.
@@ -94,7 +67,7 @@ describe('store faults never admit and never crash', TIMEOUT, () => {
           healthy.close()
           assert.equal(connections(), 1)
 
-          store.mode = mode
+          store.readFault = FAULTS[mode]
           for (const transport of TRANSPORTS) {
             const gets = store.gets
             const refused = await refusedWith(t.url, { cookie, transports: [transport] })
@@ -102,11 +75,11 @@ describe('store faults never admit and never crash', TIMEOUT, () => {
             assert.equal((refused.data as { code?: unknown }).code, 'SESSION_STORE_UNAVAILABLE')
             assert.equal(store.gets, gets + 1, 'the store was asked')
           }
-          await Promise.all(store.lateCallbacks)
+          await Promise.all(lateAnswers)
           assert.equal(connections(), 1, 'no socket admitted while the store failed, not even by a late answer')
 
           // Back to health: the next handshake is admitted again.
-          store.mode = 'ok'
+          store.readFault = undefined
           const again = await connected(t.url, { cookie })
           again.close()
         } finally { await t.close() }
@@ -116,11 +89,11 @@ describe('store faults never admit and never crash', TIMEOUT, () => {
 
   test('a store that reports ENOENT or returns something that is not a session -> SESSION_INVALID', async () => {
     await withoutCrashes(async () => {
-      const store = new FaultyStore()
+      const store = new TestStore()
       const { t, cookie, connections } = await faultyApp(store)
       try {
         for (const mode of ['enoent', 'garbage'] as const) {
-          store.mode = mode
+          store.readFault = FAULTS[mode]
           for (const transport of TRANSPORTS) {
             const refused = await refusedWith(t.url, { cookie, transports: [transport] })
             assert.equal(refused.code, 'SESSION_INVALID', mode)
@@ -133,11 +106,11 @@ describe('store faults never admit and never crash', TIMEOUT, () => {
 
   test('concurrent handshakes on a hung store are each refused after storeTimeout', async () => {
     await withoutCrashes(async () => {
-      const store = new FaultyStore()
+      const store = new TestStore()
       const t = await startApp({ session: { store }, auth: { storeTimeout: 300 } })
       try {
         const cookie = await t.login()
-        store.mode = 'hang'
+        store.readFault = hang
         // Several handshakes waiting on the same hung store at once.
         const results = await Promise.all([1, 2, 3].map(() => refusedWith(t.url, { cookie })))
         assert.deepEqual(results.map((r) => r.code), ['SESSION_STORE_UNAVAILABLE', 'SESSION_STORE_UNAVAILABLE', 'SESSION_STORE_UNAVAILABLE'])

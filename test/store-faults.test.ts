@@ -11,42 +11,10 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore } from '@fastify/session'
-import type { Socket as ClientSocket } from 'socket.io-client'
-import { connect, connected, sessionIdOf, sleep, startApp, type TestApp } from './support/app'
+import { connect, connected, registryStats, sessionIdOf, sleep, startApp, waitFor, type TestApp } from './support/app'
 import { logCapture, watchProcess } from './support/health'
-
-type Callback = (err?: unknown, session?: unknown) => void
-/** Replaces the store's get: `real()` is what the store actually holds. */
-type Fault = (callback: Callback, real: () => unknown) => unknown
-
-type StoreMap = ConstructorParameters<typeof MemoryStore>[0] & Map<string, unknown>
-
-class FaultStore extends MemoryStore {
-  readonly map: StoreMap
-  fault: Fault | undefined
-  gets = 0
-
-  constructor () {
-    const map: StoreMap = new Map()
-    super(map)
-    this.map = map
-  }
-
-  override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
-    this.gets++
-    const fault = this.fault
-    if (fault === undefined) {
-      super.get(sessionId, callback)
-      return
-    }
-    // The fault's return value (a promise, for the promise cases) goes back to the caller.
-    return fault(callback as Callback, () => this.map.get(sessionId)) as void
-  }
-}
-
-const STATS = Symbol.for('fastify-session-socket-auth.stats')
-type Stats = () => { sessions: number, timers: number }
+import { track } from './support/cluster'
+import { TestStore, hang, type Fault } from './support/store'
 
 const STORE_TIMEOUT = 300
 const later = (fn: () => void, ms = 0): void => { setTimeout(fn, ms) }
@@ -64,7 +32,7 @@ const FAILURE_FAULTS: Array<{ name: string, fault: Fault }> = [
   { name: 'calls back with a string as the error', fault: (cb) => cb('READONLY You can\'t write against a read only replica') }, // eslint-disable-line n/no-callback-literal
   { name: 'calls back with a plain object as the error', fault: (cb) => later(() => cb({ code: 'ECONNRESET' })) },
   { name: 'calls back with an error that cannot be turned into text', fault: (cb) => cb(Object.create(null)) },
-  { name: 'hangs (never calls back)', fault: () => undefined },
+  { name: 'hangs (never calls back)', fault: hang },
   { name: 'answers after the timeout', fault: (cb, real) => later(() => cb(null, real()), STORE_TIMEOUT + 200) },
   { name: 'throws an Error synchronously', fault: () => { throw new Error('store exploded') } },
   { name: 'throws a non-Error synchronously', fault: () => { throw 'a string' } }, // eslint-disable-line no-throw-literal
@@ -126,7 +94,7 @@ const GENUINE: Array<{ name: string, fault: Fault }> = [
 ]
 
 describe('store faults during the handshake', () => {
-  const store = new FaultStore()
+  const store = new TestStore()
   const logs = logCapture()
   const health = watchProcess()
   let t: TestApp
@@ -152,11 +120,11 @@ describe('store faults during the handshake', () => {
     test(`a store that ${c.name} -> ${c.code}`, async () => {
       const connectionsBefore = connections
       const getsBefore = store.gets
-      store.fault = c.fault
+      store.readFault = c.fault
       const started = Date.now()
       const result = await connect(t.url, { cookie })
       const elapsed = Date.now() - started
-      store.fault = undefined
+      store.readFault = undefined
       result.socket.close()
       assert.equal(result.ok, false, 'never admitted')
       if (!result.ok) {
@@ -176,9 +144,9 @@ describe('store faults during the handshake', () => {
   for (const c of GENUINE) {
     test(`a store that answers with ${c.name} -> admitted once`, async () => {
       const connectionsBefore = connections
-      store.fault = c.fault
+      store.readFault = c.fault
       const result = await connect(t.url, { cookie })
-      store.fault = undefined
+      store.readFault = undefined
       await sleep(20)
       result.socket.close()
       assert.equal(result.ok, true, result.ok ? '' : `refused with ${result.code}`)
@@ -195,7 +163,7 @@ describe('store faults during the handshake', () => {
 })
 
 describe('store faults during revalidation of connected sockets', () => {
-  const store = new FaultStore()
+  const store = new TestStore()
   const logs = logCapture()
   const health = watchProcess()
   let t: TestApp
@@ -223,23 +191,6 @@ describe('store faults during revalidation of connected sockets', () => {
     await t.close()
   })
 
-  function track (socket: ClientSocket): { revoked: string[], disconnected: string[] } {
-    const seen = { revoked: [] as string[], disconnected: [] as string[] }
-    socket.on('session:revoked', (payload: { reason: string }) => seen.revoked.push(payload.reason))
-    socket.on('disconnect', (reason) => seen.disconnected.push(reason))
-    return seen
-  }
-
-  async function waitFor (what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    while (!condition()) {
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-      await sleep(10)
-    }
-  }
-
-  const stats = (): ReturnType<Stats> => (t.app as unknown as Record<symbol, Stats>)[STATS]()
-
   test('a store that errors, hangs or throws keeps sockets connected; each round reads it again; recovery resumes revocation', async () => {
     const cookieA = await t.login('ada')
     const cookieB = await t.login('bob')
@@ -250,21 +201,21 @@ describe('store faults during revalidation of connected sockets', () => {
     try {
       const faults: Array<[string, Fault]> = [
         ['errors', (cb) => cb(new Error('ECONNREFUSED'))],
-        ['hangs', () => undefined],
+        ['hangs', hang],
         ['throws', () => { throw new Error('store exploded') }],
         ['rejects', () => Promise.reject(new Error('pool exhausted'))]
       ]
       for (const [name, fault] of faults) {
         const getsBefore = store.gets
-        store.fault = fault
+        store.readFault = fault
         // Three rounds for each of the two sessions.
         await waitFor(`three revalidation rounds while the store ${name}`, () => store.gets - getsBefore >= 6, 5000)
-        store.fault = undefined
+        store.readFault = undefined
         assert.ok(a.connected && b.connected, `sockets stay connected while the store ${name}`)
         assert.deepEqual([seenA.revoked, seenB.revoked], [[], []], `no revocation while the store ${name}`)
       }
       assert.ok(logs.lines.some((line) => String(line.msg).includes('could not revalidate')), 'the outage is logged as a warning')
-      assert.equal(stats().sessions, 2)
+      assert.equal(registryStats(t.app).sessions, 2)
 
       // The store is back: the next round sees that b's session was deleted meanwhile (out of band) and ends b only.
       store.map.delete(sessionIdOf(cookieB))
@@ -279,7 +230,7 @@ describe('store faults during revalidation of connected sockets', () => {
       a.close()
       b.close()
     }
-    await waitFor('registry empty', () => stats().sessions === 0 && stats().timers === 0, 2000)
+    await waitFor('registry empty', () => registryStats(t.app).sessions === 0 && registryStats(t.app).timers === 0, 2000)
     assert.deepEqual(health.problems, [])
   })
 
@@ -289,12 +240,12 @@ describe('store faults during revalidation of connected sockets', () => {
     assert.ok(value !== undefined)
     const socket = await connected(t.url, { cookie: `sessionId=${encodeURIComponent(value)}` })
     const seen = track(socket)
-    store.fault = (cb) => cb(new Error('ECONNREFUSED'))
+    store.readFault = (cb) => cb(new Error('ECONNREFUSED'))
     try {
       await waitFor('expiry during the outage', () => seen.disconnected.length > 0, 3000)
       assert.deepEqual(seen.revoked, ['expired'])
     } finally {
-      store.fault = undefined
+      store.readFault = undefined
       socket.close()
     }
     assert.deepEqual(health.problems, [])
@@ -304,15 +255,15 @@ describe('store faults during revalidation of connected sockets', () => {
     const cookie = await t.login('carol')
     const socket = await connected(t.url, { cookie })
     const seen = track(socket)
-    store.fault = (cb) => cb(null, { cookie: { expires: 'not a date' } })
+    store.readFault = (cb) => cb(null, { cookie: { expires: 'not a date' } })
     try {
       await waitFor('revocation on garbage', () => seen.disconnected.length > 0, 3000)
       assert.deepEqual(seen.revoked, ['revoked'])
     } finally {
-      store.fault = undefined
+      store.readFault = undefined
       socket.close()
     }
-    await waitFor('registry empty', () => stats().sessions === 0 && stats().timers === 0, 2000)
+    await waitFor('registry empty', () => registryStats(t.app).sessions === 0 && registryStats(t.app).timers === 0, 2000)
     assert.deepEqual(health.problems, [])
   })
 })

@@ -8,7 +8,7 @@ import { createClient } from 'redis'
 import connectPgSimple from 'connect-pg-simple'
 import expressSession from 'express-session'
 import pg from 'pg'
-import { SECRET, connected, cookieValueOf, once, refusedWith, sleep, startApp } from './support/app'
+import { SECRET, ask, connected, cookieValueOf, once, refusedWith, sleep, startApp } from './support/app'
 import { PG_URL, REDIS_URL, needPostgres, needRedis } from './support/services'
 
 const TRANSPORTS = ['polling', 'websocket'] as const
@@ -40,7 +40,7 @@ async function coreScenario ({ store, count }: StoreUnderTest): Promise<void> {
 
     for (const transport of TRANSPORTS) {
       const socket = await connected(t.url, { cookie, transports: [transport] })
-      assert.deepEqual(await socket.timeout(5000).emitWithAck('whoami'), { name: 'ada', role: 'admin' })
+      assert.deepEqual(await ask(socket, 'whoami'), { name: 'ada', role: 'admin' })
       socket.close()
     }
 

@@ -5,9 +5,10 @@ import type { FastifySessionOptions } from '@fastify/session'
 import { Authenticator } from '@fastify/passport'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import sessionSocketAuth, { userRoom } from '../lib/index'
-import { CountingStore, connected, loginAs, refusedWith, registrationError, sleep, startApp, userRoutes, type StartOptions, type TestApp } from './support/app'
+import { ask, connectedFor, loginAs, refusedWith, registrationError, sleep, startApp, userRoutes, type StartOptions, type TestApp } from './support/app'
 import { ending, staysConnected } from './support/cluster'
 import { LEVEL, logCapture } from './support/health'
+import { TestStore } from './support/store'
 
 // loadUser, userRequired, identify, userRoom and disconnectUser: who a socket's
 // user is, refusals when there is none (or it cannot be loaded), and reaching
@@ -47,16 +48,6 @@ async function anonymous (app: TestApp): Promise<string> {
   return `sessionId=${encodeURIComponent(setCookie.value)}`
 }
 
-async function me (socket: ClientSocket): Promise<unknown> {
-  return socket.timeout(3000).emitWithAck('me')
-}
-
-async function open (t: TestContext, url: string, cookie: string, namespace?: string): Promise<ClientSocket> {
-  const socket = await connected(url, { cookie, ...(namespace === undefined ? {} : { namespace }) })
-  t.after(() => { socket.close() })
-  return socket
-}
-
 /** The ids of the sockets in a room of the main namespace, sorted. */
 async function idsIn (app: FastifyInstance, room: string): Promise<string[]> {
   return (await app.io.in(room).fetchSockets()).map((socket) => socket.id).sort()
@@ -90,10 +81,10 @@ test('loadUser (sync): its result is socket.data.user, loaded from the session a
     }
   })
   const cookie = await app.login('ada')
-  const root = await open(t, app.url, cookie)
-  const chat = await open(t, app.url, cookie, '/chat')
-  assert.deepEqual(await me(root), { name: 'ADA', via: '/' })
-  assert.deepEqual(await me(chat), { name: 'ADA', via: '/chat' })
+  const root = await connectedFor(t, app.url, { cookie })
+  const chat = await connectedFor(t, app.url, { cookie, namespace: '/chat' })
+  assert.deepEqual(await ask(root, 'me'), { name: 'ADA', via: '/' })
+  assert.deepEqual(await ask(chat, 'me'), { name: 'ADA', via: '/chat' })
   assert.deepEqual(calls, [{ name: 'ada', namespace: '/' }, { name: 'ada', namespace: '/chat' }], 'one load per namespace join')
   assert.deepEqual(seenByRule, [{ name: 'ADA', via: '/' }, { name: 'ADA', via: '/chat' }], 'the global rule already sees the user')
 
@@ -101,8 +92,8 @@ test('loadUser (sync): its result is socket.data.user, loaded from the session a
   const anon = await anonymous(app)
   for (const nothing of [null, false, undefined] as const) {
     noUser = nothing
-    const socket = await open(t, app.url, anon)
-    assert.equal(await me(socket), 'undefined', `a loader returning ${String(nothing)} gives no user`)
+    const socket = await connectedFor(t, app.url, { cookie: anon })
+    assert.equal(await ask(socket, 'me'), 'undefined', `a loader returning ${String(nothing)} gives no user`)
     socket.close()
   }
 })
@@ -117,12 +108,12 @@ test('loadUser (async): socket.data.user is what the promise resolves to, from t
       }
     }
   })
-  const ada = await open(t, app.url, await app.login('ada'))
-  const bob = await open(t, app.url, await app.login('bob'), '/chat')
-  const nobody = await open(t, app.url, await app.login('carol'))
-  assert.deepEqual(await me(ada), { id: 1, name: 'Ada', plan: 'pro' })
-  assert.deepEqual(await me(bob), { id: 2, name: 'Bob', plan: 'free' })
-  assert.equal(await me(nobody), 'undefined', 'a user missing from the table is no user')
+  const ada = await connectedFor(t, app.url, { cookie: await app.login('ada') })
+  const bob = await connectedFor(t, app.url, { cookie: await app.login('bob'), namespace: '/chat' })
+  const nobody = await connectedFor(t, app.url, { cookie: await app.login('carol') })
+  assert.deepEqual(await ask(ada, 'me'), { id: 1, name: 'Ada', plan: 'pro' })
+  assert.deepEqual(await ask(bob, 'me'), { id: 2, name: 'Bob', plan: 'free' })
+  assert.equal(await ask(nobody, 'me'), 'undefined', 'a user missing from the table is no user')
 })
 
 test('userRequired: a session without a user is refused USER_REQUIRED (loader giving nothing or false); one with a user is admitted', async (t) => {
@@ -148,8 +139,8 @@ test('userRequired: a session without a user is refused USER_REQUIRED (loader gi
     assert.equal((await refusedWith(app.url, { cookie: await app.login('banned'), namespace })).code, 'USER_REQUIRED', 'false means no user')
   }
   assert.deepEqual(connections, [], 'no refused socket reached a connection handler')
-  const ada = await open(t, app.url, await app.login('ada'))
-  assert.deepEqual(await me(ada), { name: 'ada' })
+  const ada = await connectedFor(t, app.url, { cookie: await app.login('ada') })
+  assert.deepEqual(await ask(ada, 'me'), { name: 'ada' })
 })
 
 test('a loader that throws (or rejects) refuses USER_UNAVAILABLE, logged at error level; other sessions still get in', async (t) => {
@@ -173,15 +164,15 @@ test('a loader that throws (or rejects) refuses USER_UNAVAILABLE, logged at erro
     assert.equal(errors.length, 2, `each refusal of ${name} is logged at error level`)
     assert.match(String(errors[0]?.msg), /loading the user threw/)
   }
-  assert.deepEqual(await me(await open(t, app.url, await app.login('ada'))), { name: 'ada' })
+  assert.deepEqual(await ask(await connectedFor(t, app.url, { cookie: await app.login('ada') }), 'me'), { name: 'ada' })
 })
 
 test('identify by default: a string or number under session.passport names the user room; no id, no user room', async (t) => {
   const app = await start(t)
   assert.equal(sessionSocketAuth.userRoom, userRoom, 'userRoom is on the default export too')
-  const alice = await open(t, app.url, await loginAs(app.app, 'u-alice'))
-  const numeric = await open(t, app.url, await loginAs(app.app, 42))
-  const noId = await open(t, app.url, await app.login('ada')) // session.user only, no session.passport
+  const alice = await connectedFor(t, app.url, { cookie: await loginAs(app.app, 'u-alice') })
+  const numeric = await connectedFor(t, app.url, { cookie: await loginAs(app.app, 42) })
+  const noId = await connectedFor(t, app.url, { cookie: await app.login('ada') }) // session.user only, no session.passport
 
   assert.deepEqual(await idsIn(app.app, userRoom('u-alice')), [alice.id])
   assert.deepEqual(await idsIn(app.app, userRoom(42)), [numeric.id])
@@ -195,9 +186,9 @@ test('identify by default: a string or number under session.passport names the u
 
 test('identify: a custom function names the user (session.passport is then ignored)', async (t) => {
   const app = await start(t, { auth: { identify: (session) => session.user?.name === 'anon' ? undefined : session.user?.name } })
-  const ada = await open(t, app.url, await app.login('ada'))
-  const bob = await open(t, app.url, await loginAs(app.app, 'u-9', 'user', 'bob'))
-  const anon = await open(t, app.url, await app.login('anon'))
+  const ada = await connectedFor(t, app.url, { cookie: await app.login('ada') })
+  const bob = await connectedFor(t, app.url, { cookie: await loginAs(app.app, 'u-9', 'user', 'bob') })
+  const anon = await connectedFor(t, app.url, { cookie: await app.login('anon') })
   assert.deepEqual(await idsIn(app.app, userRoom('ada')), [ada.id])
   assert.deepEqual(await idsIn(app.app, userRoom('bob')), [bob.id])
   assert.deepEqual(await idsIn(app.app, userRoom('u-9')), [], 'the default identify is replaced')
@@ -210,9 +201,9 @@ test('userRoom reaches every socket of a user, across two sessions and two tabs 
   const app = await start(t)
   const aliceSessions = [await loginAs(app.app, 'alice'), await loginAs(app.app, 'alice')]
   const alice: ClientSocket[] = []
-  for (const cookie of aliceSessions) for (let tab = 0; tab < 2; tab++) alice.push(await open(t, app.url, cookie))
-  const bob = await open(t, app.url, await loginAs(app.app, 'bob'))
-  const noId = await open(t, app.url, await app.login('ada'))
+  for (const cookie of aliceSessions) for (let tab = 0; tab < 2; tab++) alice.push(await connectedFor(t, app.url, { cookie }))
+  const bob = await connectedFor(t, app.url, { cookie: await loginAs(app.app, 'bob') })
+  const noId = await connectedFor(t, app.url, { cookie: await app.login('ada') })
 
   const notices = received([...alice, bob, noId], 'notice')
   app.app.io.to(userRoom('alice')).emit('notice', 'for alice')
@@ -224,16 +215,16 @@ test('userRoom reaches every socket of a user, across two sessions and two tabs 
 })
 
 test('disconnectUser ends every socket of the user (two sessions, two tabs each, any namespace) with the reason; other users stay; sessions stay', async (t) => {
-  const store = new CountingStore()
+  const store = new TestStore()
   const app = await start(t, { session: { store: store as unknown as FastifySessionOptions['store'] } })
   const aliceSessions = [await loginAs(app.app, 'alice'), await loginAs(app.app, 'alice')]
   const alice: ClientSocket[] = []
   for (const cookie of aliceSessions) {
-    for (let tab = 0; tab < 2; tab++) alice.push(await open(t, app.url, cookie))
-    alice.push(await open(t, app.url, cookie, '/chat'))
+    for (let tab = 0; tab < 2; tab++) alice.push(await connectedFor(t, app.url, { cookie }))
+    alice.push(await connectedFor(t, app.url, { cookie, namespace: '/chat' }))
   }
   const bobCookie = await loginAs(app.app, 'bob')
-  const bob = [await open(t, app.url, bobCookie), await open(t, app.url, bobCookie, '/chat')]
+  const bob = [await connectedFor(t, app.url, { cookie: bobCookie }), await connectedFor(t, app.url, { cookie: bobCookie, namespace: '/chat' })]
   const sessions = store.size
 
   const endings = alice.map((socket) => ending(socket))
@@ -244,14 +235,14 @@ test('disconnectUser ends every socket of the user (two sessions, two tabs each,
     assert.equal(end.disconnect, 'io server disconnect')
   }
   for (const socket of bob) assert.ok(await staysConnected(socket, 300), 'bob stays connected')
-  assert.deepEqual(await me(bob[0] as ClientSocket), 'undefined', 'bob still answers')
+  assert.deepEqual(await ask(bob[0] as ClientSocket, 'me'), 'undefined', 'bob still answers')
   assert.equal(store.size, sessions, 'no session left the store')
 
   // A later handshake with either of alice's cookies is admitted again.
-  for (const cookie of aliceSessions) assert.equal(typeof (await open(t, app.url, cookie)).id, 'string')
+  for (const cookie of aliceSessions) assert.equal(typeof (await connectedFor(t, app.url, { cookie })).id, 'string')
 
   // The default reason is 'revoked'; a numeric id names the same user as its string.
-  const seven = await open(t, app.url, await loginAs(app.app, 7))
+  const seven = await connectedFor(t, app.url, { cookie: await loginAs(app.app, 7) })
   const end = ending(seven)
   await app.app.disconnectUser('7')
   assert.equal((await end).reason, 'revoked')
@@ -259,7 +250,7 @@ test('disconnectUser ends every socket of the user (two sessions, two tabs each,
 
 test('disconnectUser and reauthorizeUser refuse a bad id or reason with FST_SESSION_SOCKET_AUTH_INVALID_ARGUMENT, and do nothing', async (t) => {
   const app = await start(t)
-  const alice = await open(t, app.url, await loginAs(app.app, 'alice'))
+  const alice = await connectedFor(t, app.url, { cookie: await loginAs(app.app, 'alice') })
   const isInvalidArgument = (error: Error & { code?: string }): boolean => {
     assert.ok(error instanceof TypeError, `a TypeError: ${String(error)}`)
     assert.equal(error.code, INVALID_ARGUMENT)
@@ -295,7 +286,7 @@ test('registration: loadUser with passport, or userRequired without a loader, is
 })
 
 test('socket events read no session from the store and load no user: only joins do', async (t) => {
-  const store = new CountingStore()
+  const store = new TestStore()
   let loads = 0
   const app = await start(t, {
     session: { store: store as unknown as FastifySessionOptions['store'] },
@@ -308,14 +299,14 @@ test('socket events read no session from the store and load no user: only joins 
   })
   const cookie = await app.login('ada')
   const getsBefore = store.gets
-  const root = await open(t, app.url, cookie)
-  const chat = await open(t, app.url, cookie, '/chat')
+  const root = await connectedFor(t, app.url, { cookie })
+  const chat = await connectedFor(t, app.url, { cookie, namespace: '/chat' })
   assert.equal(store.gets - getsBefore, 2, 'each namespace join reads the store once')
   assert.equal(loads, 2)
 
   const gets = store.gets
   for (let i = 0; i < 25; i++) {
-    assert.deepEqual(await me(i % 2 === 0 ? root : chat), { name: 'ada' })
+    assert.deepEqual(await ask(i % 2 === 0 ? root : chat, 'me'), { name: 'ada' })
   }
   assert.equal(store.gets, gets, 'no store read for 25 events')
   assert.equal(loads, 2, 'no user load for 25 events')

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { connected, refusedWith, saveOnSocketEvent, sessionIdOf, sleep, startApp, type StartOptions, type TestApp } from './support/app'
-import { SlowStore } from './support/slow-store'
+import { TestStore } from './support/store'
 
 const LATENCY = 40
 /** Where the socket side starts, relative to the HTTP request, in ms. */
@@ -28,8 +28,8 @@ function raceRoutes (app: FastifyInstance): void {
   saveOnSocketEvent(app, 'bump')
 }
 
-async function slowApp (t: { after: (fn: () => Promise<void>) => void }, auth: StartOptions['auth'] = {}): Promise<{ app: TestApp, store: SlowStore }> {
-  const store = new SlowStore({ delay: LATENCY })
+async function slowApp (t: { after: (fn: () => Promise<void>) => void }, auth: StartOptions['auth'] = {}): Promise<{ app: TestApp, store: TestStore }> {
+  const store = new TestStore({ delay: LATENCY, serialize: true })
   const app = await startApp({
     session: { store, cookie: { secure: false, maxAge: 60_000 } },
     auth: { storeTimeout: 2000, ...auth },
@@ -71,7 +71,7 @@ async function post (url: string, path: string, cookie: string): Promise<number>
 }
 
 /** After a logout that raced a write: nothing in the store, and the old cookie is refused. */
-async function assertGone (app: TestApp, store: SlowStore, cookie: string, label: string): Promise<void> {
+async function assertGone (app: TestApp, store: TestStore, cookie: string, label: string): Promise<void> {
   assert.equal(store.peek(sessionIdOf(cookie)), undefined, `${label}: the store holds no record for the logged-out session`)
   assert.equal((await refusedWith(app.url, { cookie })).code, 'SESSION_INVALID', `${label}: a fresh handshake with the old cookie is refused`)
 }

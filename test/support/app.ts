@@ -1,8 +1,10 @@
+import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
+import type { TestContext } from 'node:test'
 import { request as httpRequest } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
-import fastifySession, { MemoryStore, type FastifySessionOptions } from '@fastify/session'
+import fastifySession, { type FastifySessionOptions } from '@fastify/session'
 import { Manager, io as connectClient, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client'
 import sessionSocketAuth from '../../lib/index'
 import type { SessionSocketAuthOptions } from '../../lib/options'
@@ -181,6 +183,94 @@ export async function refusedWith (url: string, options: ConnectOptions = {}): P
   return { code: result.code, data: result.data }
 }
 
+/** Connects and fails the test unless the socket is refused with `code` (as `err.message` and `err.data.code`). */
+export async function expectRefused (url: string, code: string, options: ConnectOptions = {}): Promise<void> {
+  const refused = await refusedWith(url, options)
+  assert.equal(refused.code, code, `err.message should be ${code}`)
+  assert.deepEqual((refused.data as { code?: unknown } | undefined)?.code, code, `err.data.code should be ${code}`)
+}
+
+/**
+ * Fails the test unless the request gate refuses the handshake at the HTTP level,
+ * before Engine.IO opens a connection: the client sees its transport fail, and
+ * the 403's body (which a foreign page cannot read) carries `code`.
+ */
+export async function expectRefusedByGate (url: string, code: string, options: ConnectOptions = {}): Promise<void> {
+  const refused = await refusedWith(url, options)
+  assert.match(refused.code, /^(xhr poll error|websocket error)$/)
+  const headers: Record<string, string> = {}
+  if (options.cookie !== undefined) headers.cookie = options.cookie
+  if (options.origin !== undefined) headers.origin = options.origin
+  const answer = await engineRequest(url, `transport=${options.transports?.[0] ?? 'websocket'}`, headers)
+  assert.equal(answer.status, 403)
+  assert.equal(answer.code, code)
+}
+
+/** Connects, fails the test unless the socket is admitted, and closes it. */
+export async function expectAdmitted (url: string, options: ConnectOptions = {}): Promise<void> {
+  const socket = await connected(url, options)
+  socket.close()
+}
+
+/** GET /whoami with the browser's cookie: who the server thinks is logged in over HTTP. */
+export async function whoami (url: string, cookie: string): Promise<{ user: unknown, counter: unknown }> {
+  const response = await fetch(`${url}/whoami`, { headers: { cookie } })
+  return (await response.json()) as { user: unknown, counter: unknown }
+}
+
+/** Emits `event` on the socket and resolves with the server's ack (fails after `timeoutMs`). */
+export function ask<T = unknown> (socket: ClientSocket, event: string, timeoutMs = 5000): Promise<T> {
+  return socket.timeout(timeoutMs).emitWithAck(event) as Promise<T>
+}
+
+/** Closes the socket when the test ends; returns it. */
+export function closeAfter (t: TestContext, socket: ClientSocket): ClientSocket {
+  t.after(() => { socket.close() })
+  return socket
+}
+
+/** `connected()`, and the socket is closed when the test ends. */
+export async function connectedFor (t: TestContext, url: string, options: ConnectOptions = {}): Promise<ClientSocket> {
+  return closeAfter(t, await connected(url, options))
+}
+
+/** Resolves once the client's engine runs over WebSocket (after an upgrade from polling). */
+export async function upgraded (socket: ClientSocket): Promise<void> {
+  const engine = socket.io.engine
+  if (engine.transport.name !== 'websocket') {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no upgrade to websocket within 5 s (transport ${engine.transport.name})`)), 5000)
+      engine.once('upgrade', () => { clearTimeout(timer); resolve() })
+      engine.once('upgradeError', (error: Error) => { clearTimeout(timer); reject(new Error(`the upgrade failed: ${error.message}`)) })
+    })
+  }
+  assert.equal(socket.io.engine.transport.name, 'websocket')
+}
+
+/** Polls `condition` every `every` ms until it holds; fails after `timeoutMs`. Resolves with the ms it took. */
+export async function waitFor (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 3000, every = 10): Promise<number> {
+  const started = Date.now()
+  while (!(await condition())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(every)
+  }
+  return Date.now() - started
+}
+
+/** A positive integer from the environment variable `name`, else `fallback`. */
+export function positiveIntFromEnv (name: string, fallback: number): number {
+  const value = Number(process.env[name])
+  return Number.isSafeInteger(value) && value > 0 ? value : fallback
+}
+
+/** The plugin's registry counts, read through its symbol-keyed test hook (`lib/index.ts`). */
+export interface RegistryStats { sessions: number, timers: number }
+export function registryStats (app: FastifyInstance): RegistryStats {
+  const hook = (app as unknown as Record<symbol, (() => RegistryStats) | undefined>)[Symbol.for('fastify-session-socket-auth.stats')]
+  if (typeof hook !== 'function') throw new Error('the plugin exposes no stats hook')
+  return hook()
+}
+
 export function once<T = unknown> (socket: ClientSocket, event: string, timeoutMs = 5000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms`)), timeoutMs)
@@ -203,40 +293,6 @@ export function sessionIdOf (cookie: string, prefix = ''): string {
   const value = cookieValueOf(cookie)
   const unprefixed = value.startsWith(prefix) ? value.slice(prefix.length) : value
   return unprefixed.slice(0, unprefixed.lastIndexOf('.'))
-}
-
-/** @fastify/session's real MemoryStore, counting the calls @fastify/session and the plugin make to it. */
-export class CountingStore extends MemoryStore {
-  readonly map: Map<string, unknown>
-  gets = 0
-  sets = 0
-  destroys = 0
-
-  constructor () {
-    const map = new Map()
-    super(map)
-    this.map = map
-  }
-
-  /** How many sessions the store holds. */
-  get size (): number {
-    return this.map.size
-  }
-
-  override get (sessionId: string, callback: Parameters<MemoryStore['get']>[1]): void {
-    this.gets++
-    super.get(sessionId, callback)
-  }
-
-  override set (sessionId: string, session: Parameters<MemoryStore['set']>[1], callback: Parameters<MemoryStore['set']>[2]): void {
-    this.sets++
-    super.set(sessionId, session, callback)
-  }
-
-  override destroy (sessionId: string, callback: Parameters<MemoryStore['destroy']>[1]): void {
-    this.destroys++
-    super.destroy(sessionId, callback)
-  }
 }
 
 /**
@@ -360,6 +416,20 @@ export function engineRequest (url: string, query: string, headers: Record<strin
     request.setTimeout(5000, () => request.destroy(new Error('no answer within 5 s')))
     request.end(options.body)
   })
+}
+
+/** Builds a bare Fastify app with `build`, readies it and returns the start-up error (fails the test if start-up succeeds). */
+export async function readyError (build: (app: FastifyInstance) => void | Promise<void>, what = 'start-up'): Promise<Error & { code?: string }> {
+  const app = Fastify({ logger: false })
+  try {
+    await build(app)
+    await app.ready()
+  } catch (error) {
+    return error as Error & { code?: string }
+  } finally {
+    await app.close().catch(() => {})
+  }
+  assert.fail(`${what} should have failed`)
 }
 
 /** Starts an app that must fail to register; returns the error, after closing whatever was built. */

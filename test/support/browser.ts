@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import type { TestContext } from 'node:test'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core'
 
 /** Debian's chromium package; playwright never downloads a browser here. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -23,6 +23,15 @@ export async function needChromium (t: TestContext): Promise<Browser | undefined
   }
   launched ??= chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS })
   return launched
+}
+
+/** A fresh browser profile (its own cookie jar), closed when the test ends; undefined when the test was skipped. */
+export async function newBrowserContext (t: TestContext, options: BrowserContextOptions = {}): Promise<BrowserContext | undefined> {
+  const browser = await needChromium(t)
+  if (browser === undefined) return undefined
+  const context = await browser.newContext(options)
+  t.after(() => context.close())
+  return context
 }
 
 /** Closes the shared browser, if a test launched it. */

@@ -3,7 +3,6 @@ import type { TestContext } from 'node:test'
 import { createClient, type RedisClientType } from 'redis'
 import { RedisStore } from 'connect-redis'
 import { createAdapter } from '@socket.io/redis-adapter'
-import type { FastifyInstance } from 'fastify'
 import type { FastifySessionOptions } from '@fastify/session'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { startApp, type StartOptions, type TestApp } from './app'
@@ -22,6 +21,14 @@ export interface Ending {
   disconnectedAt: number
   /** The `session:revoked` event arrived before `disconnect`. */
   revokedFirst: boolean
+}
+
+/** Every `session:revoked` reason and `disconnect` reason the socket sees from now on. */
+export function track (socket: ClientSocket): { revoked: string[], disconnected: string[] } {
+  const seen = { revoked: [] as string[], disconnected: [] as string[] }
+  socket.on('session:revoked', (payload: { reason: string }) => seen.revoked.push(payload.reason))
+  socket.on('disconnect', (reason) => seen.disconnected.push(reason))
+  return seen
 }
 
 /**
@@ -86,25 +93,11 @@ export function report (t: TestContext, text: string): void {
   t.diagnostic(`measured: ${text}`)
 }
 
-/** The session id inside a `sessionId=<value>` Cookie header (the value is `<id>.<signature>`). */
-export function sessionIdFrom (cookie: string): string {
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf('=') + 1))
-  return value.slice(0, value.lastIndexOf('.'))
-}
-
 /** The `name=value` pair of a Set-Cookie header in a fetch response, ready to send back as a Cookie header. */
 export function cookieFromResponse (response: Response, name = 'sessionId'): string {
   const header = response.headers.getSetCookie().find((line) => line.startsWith(`${name}=`))
   if (header === undefined) throw new Error(`response set no ${name} cookie (status ${response.status})`)
   return header.slice(0, header.indexOf(';'))
-}
-
-/** The plugin's internal registry counts, read through its symbol-keyed test hook. */
-export interface RegistryStats { sessions: number, timers: number }
-export function registryStats (app: FastifyInstance): RegistryStats {
-  const hook = (app as unknown as Record<symbol, (() => RegistryStats) | undefined>)[Symbol.for('fastify-session-socket-auth.stats')]
-  if (typeof hook !== 'function') throw new Error('the plugin exposes no stats hook')
-  return hook()
 }
 
 /** A unique prefix for Redis keys and channels, so tests sharing one Redis never meet. */

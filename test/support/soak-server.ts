@@ -1,5 +1,5 @@
 /**
- * The server side of test/soak.test.ts, in its own process so that its heap
+ * The server side of test/slow/soak.test.ts, in its own process so that its heap
  * holds only the server (the clients live in the test process) and so that it
  * can run with --expose-gc. Started by the test with
  *   node --expose-gc --import tsx test/support/soak-server.ts
@@ -7,11 +7,8 @@
  */
 import { setImmediate as tick } from 'node:timers/promises'
 import type { EventEmitter } from 'node:events'
-import { startApp } from './app'
+import { registryStats, startApp } from './app'
 import { LEVEL, logCapture, watchProcess } from './health'
-
-const STATS = Symbol.for('fastify-session-socket-auth.stats')
-type Stats = () => { sessions: number, timers: number }
 
 export interface SoakSnapshot {
   heapUsed: number
@@ -49,7 +46,7 @@ async function main (): Promise<void> {
 
   function counts (): Record<string, number> {
     const nsp = io.of('/')
-    const stats = (t.app as unknown as Record<symbol, Stats>)[STATS]()
+    const stats = registryStats(t.app)
     const resources: Record<string, number> = {}
     for (const type of process.getActiveResourcesInfo()) resources[type] = (resources[type] ?? 0) + 1
     return {

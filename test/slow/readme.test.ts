@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import ts from 'typescript'
 
-const root = resolve(__dirname, '..')
+const root = resolve(__dirname, '..', '..')
 const workDir = join(root, '.tmp', 'readme-blocks')
 
 /**

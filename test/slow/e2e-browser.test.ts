@@ -15,16 +15,16 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { BrowserContext, Page } from 'playwright-core'
-import { buildExampleApp, type ExampleOptions } from '../example/app'
-import { closeChromium, logInToExample, needChromium } from './support/browser'
-import { needRedis, REDIS_URL } from './support/services'
+import { buildExampleApp, type ExampleOptions } from '../../example/app'
+import { closeChromium, logInToExample, newBrowserContext } from '../support/browser'
+import { needRedis, REDIS_URL } from '../support/services'
+import { waitFor } from '../support/app'
 
 after(closeChromium)
 
-const ROOT = join(__dirname, '..')
+const ROOT = join(__dirname, '..', '..')
 const WAIT = 10_000
 
 interface Example { app: FastifyInstance, url: string }
@@ -34,15 +34,6 @@ async function startExample (t: TestContext, options: ExampleOptions = {}): Prom
   t.after(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` }
-}
-
-/** A fresh browser profile (its own cookie jar); undefined when the test was skipped. */
-async function newContext (t: TestContext): Promise<BrowserContext | undefined> {
-  const browser = await needChromium(t)
-  if (browser === undefined) return undefined
-  const context = await browser.newContext({ viewport: { width: 1000, height: 720 } })
-  t.after(() => context.close())
-  return context
 }
 
 /** A tab that fails the test on any uncaught error in the page's script. */
@@ -58,18 +49,9 @@ const logIn = (page: Page, url: string, name: string, options: { admin?: boolean
 type Line = '#status-main' | '#status-admin'
 
 /** Waits until a namespace's status line is in `state`, and returns what the page shows. */
-async function waitFor (page: Page, line: Line, state: string): Promise<{ code: string, text: string }> {
+async function statusLine (page: Page, line: Line, state: string): Promise<{ code: string, text: string }> {
   const element = await page.waitForSelector(`${line}[data-state="${state}"]`, { timeout: WAIT })
   return { code: (await element.getAttribute('data-code')) ?? '', text: (await element.textContent()) ?? '' }
-}
-
-/** Polls `check` until it holds (bounded by WAIT). Node-side, because the page's CSP forbids evaluating strings in it. */
-async function until (what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + WAIT
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT} ms waiting for ${what}`)
-    await sleep(50)
-  }
 }
 
 /** GET /me with the page's cookies, as the page's own fetch would. */
@@ -95,9 +77,9 @@ async function chatLine (page: Page, text: string): Promise<{ from: string, text
 }
 
 test('log in through the form: the socket connects as that user, ticks arrive, chat shows who said what', { timeout: 60_000 }, async (t) => {
-  const context = await newContext(t)
+  const context = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (context === undefined) return
-  const other = await newContext(t)
+  const other = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (other === undefined) return
   const { url } = await startExample(t)
   const errors: Error[] = []
@@ -105,13 +87,13 @@ test('log in through the form: the socket connects as that user, ticks arrive, c
   const bob = await newPage(other, errors)
 
   await logIn(ada, url, 'ada')
-  assert.match((await waitFor(ada, '#status-main', 'connected')).text, /^connected as ada \(user\)/)
-  await until('two ticks', async () => await ticksReceived(ada) >= 2)
+  assert.match((await statusLine(ada, '#status-main', 'connected')).text, /^connected as ada \(user\)/)
+  await waitFor('two ticks', async () => await ticksReceived(ada) >= 2, WAIT, 50)
   const first = await ada.textContent('#tick')
-  await until('the next tick', async () => await ada.textContent('#tick') !== first)
+  await waitFor('the next tick', async () => await ada.textContent('#tick') !== first, WAIT, 50)
 
   await logIn(bob, url, 'bob')
-  await waitFor(bob, '#status-main', 'connected')
+  await statusLine(bob, '#status-main', 'connected')
 
   // Markup in a message is shown as text, on every page that receives it.
   const attack = '<img src=x onerror="window.__xss=1">hi'
@@ -126,7 +108,7 @@ test('log in through the form: the socket connects as that user, ticks arrive, c
   }
 
   // The socket handler counted the message in the session; the next HTTP request sees it.
-  await until('the message count', async () => await ada.textContent('#messages') === '1')
+  await waitFor('the message count', async () => await ada.textContent('#messages') === '1', WAIT, 50)
   const state = await me(ada, url)
   assert.equal(state.user?.name, 'ada')
   assert.equal(state.messages, 1)
@@ -135,22 +117,22 @@ test('log in through the form: the socket connects as that user, ticks arrive, c
 })
 
 test('logging out in a second tab disconnects the first tab\'s socket, with the reason shown; it does not reconnect', { timeout: 60_000 }, async (t) => {
-  const context = await newContext(t)
+  const context = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (context === undefined) return
   const { url } = await startExample(t)
   const errors: Error[] = []
   const first = await newPage(context, errors)
   await logIn(first, url, 'ada')
-  await waitFor(first, '#status-main', 'connected')
+  await statusLine(first, '#status-main', 'connected')
 
   // Same browser profile, so the same cookie and the same session.
   const second = await newPage(context, errors)
   await second.goto(url + '/')
-  assert.match((await waitFor(second, '#status-main', 'connected')).text, /^connected as ada/)
+  assert.match((await statusLine(second, '#status-main', 'connected')).text, /^connected as ada/)
 
   const clicked = Date.now()
   await second.click('#logout')
-  const ended = await waitFor(first, '#status-main', 'disconnected')
+  const ended = await statusLine(first, '#status-main', 'disconnected')
   t.diagnostic(`first tab showed the disconnect ${Date.now() - clicked} ms after the logout click`)
   assert.equal(ended.code, 'logout')
   assert.match(ended.text, /session:revoked \(logout\)/)
@@ -160,7 +142,7 @@ test('logging out in a second tab disconnects the first tab\'s socket, with the 
 
   // The tab that logged out is back at the login form, and its page is refused.
   await second.waitForSelector('#login:not([hidden])', { timeout: WAIT })
-  assert.equal((await waitFor(second, '#status-main', 'refused')).code, 'SESSION_REQUIRED')
+  assert.equal((await statusLine(second, '#status-main', 'refused')).code, 'SESSION_REQUIRED')
 
   // A server disconnect is final: the first tab stays disconnected, no ticks come in.
   const ticks = await ticksReceived(first)
@@ -171,24 +153,24 @@ test('logging out in a second tab disconnects the first tab\'s socket, with the 
 })
 
 test('a page that never logged in is refused with SESSION_REQUIRED, shown on the page', { timeout: 60_000 }, async (t) => {
-  const context = await newContext(t)
+  const context = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (context === undefined) return
   const { url } = await startExample(t)
   const errors: Error[] = []
   const page = await newPage(context, errors)
   await page.goto(url + '/')
 
-  const main = await waitFor(page, '#status-main', 'refused')
+  const main = await statusLine(page, '#status-main', 'refused')
   assert.equal(main.code, 'SESSION_REQUIRED')
   assert.match(main.text, /^refused: SESSION_REQUIRED · The handshake carried no session cookie/)
-  assert.equal((await waitFor(page, '#status-admin', 'refused')).code, 'SESSION_REQUIRED')
+  assert.equal((await statusLine(page, '#status-admin', 'refused')).code, 'SESSION_REQUIRED')
   assert.equal(await page.isVisible('#login'), true)
   assert.deepEqual(await context.cookies(), [])
   assert.deepEqual(errors, [])
 })
 
 test('a page from another origin, riding the user\'s cookie, is refused at the upgrade (403 ORIGIN_NOT_ALLOWED)', { timeout: 60_000 }, async (t) => {
-  const context = await newContext(t)
+  const context = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (context === undefined) return
   const { app, url } = await startExample(t)
   let connections = 0
@@ -218,7 +200,7 @@ test('a page from another origin, riding the user\'s cookie, is refused at the u
   const errors: Error[] = []
   const own = await newPage(context, errors)
   await logIn(own, url, 'ada')
-  await waitFor(own, '#status-main', 'connected')
+  await statusLine(own, '#status-main', 'connected')
   const [cookie] = await context.cookies(url)
   assert.equal(cookie?.name, 'sessionId')
 
@@ -237,15 +219,15 @@ test('a page from another origin, riding the user\'s cookie, is refused at the u
   // The same cookie from the app's own origin is admitted.
   const again = await newPage(context, errors)
   await again.goto(url + '/')
-  assert.match((await waitFor(again, '#status-main', 'connected')).text, /^connected as ada/)
+  assert.match((await statusLine(again, '#status-main', 'connected')).text, /^connected as ada/)
   assert.equal(connections, before + 1, 'only the own-origin page opened an Engine.IO connection')
   assert.deepEqual(errors, [])
 })
 
 test('the /admin namespace refuses a non-admin with FORBIDDEN while / works, and admits an admin', { timeout: 60_000 }, async (t) => {
-  const userContext = await newContext(t)
+  const userContext = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (userContext === undefined) return
-  const adminContext = await newContext(t)
+  const adminContext = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (adminContext === undefined) return
   const { url } = await startExample(t)
   const errors: Error[] = []
@@ -253,15 +235,15 @@ test('the /admin namespace refuses a non-admin with FORBIDDEN while / works, and
   // The admin first, so that the admin's live feed sees the user arrive.
   const grace = await newPage(adminContext, errors)
   await logIn(grace, url, 'grace', { admin: true })
-  assert.match((await waitFor(grace, '#status-main', 'connected')).text, /^connected as grace \(admin\)/)
-  assert.match((await waitFor(grace, '#status-admin', 'connected')).text, /^connected as grace \(admin\)/)
+  assert.match((await statusLine(grace, '#status-main', 'connected')).text, /^connected as grace \(admin\)/)
+  assert.match((await statusLine(grace, '#status-admin', 'connected')).text, /^connected as grace \(admin\)/)
   assert.equal(await grace.isVisible('#admin'), true)
   assert.equal(await grace.isVisible('#admin-refused'), false)
 
   const ada = await newPage(userContext, errors)
   await logIn(ada, url, 'ada')
-  assert.match((await waitFor(ada, '#status-main', 'connected')).text, /^connected as ada \(user\)/)
-  const refused = await waitFor(ada, '#status-admin', 'refused')
+  assert.match((await statusLine(ada, '#status-main', 'connected')).text, /^connected as ada \(user\)/)
+  const refused = await statusLine(ada, '#status-admin', 'refused')
   assert.equal(refused.code, 'FORBIDDEN')
   assert.match(refused.text, /^refused: FORBIDDEN/)
   assert.equal(await ada.isVisible('#admin-refused'), true)
@@ -276,7 +258,7 @@ test('the /admin namespace refuses a non-admin with FORBIDDEN while / works, and
   await grace.click('#announce-form button')
   assert.deepEqual(await chatLine(ada, 'maintenance at noon'), { from: 'announcement from grace', text: 'maintenance at noon' })
   await grace.locator('#activity li', { hasText: 'ada (user) logged in over HTTP' }).waitFor({ timeout: WAIT })
-  await until('a tick', async () => await ticksReceived(grace) >= 1)
+  await waitFor('a tick', async () => await ticksReceived(grace) >= 1, WAIT, 50)
 
   // The README's picture: an admin's page, with chat, ticks and the admin feed.
   const png = await grace.screenshot({ fullPage: true })
@@ -292,20 +274,20 @@ test('the /admin namespace refuses a non-admin with FORBIDDEN while / works, and
 })
 
 test('an admin demotes another admin live: that page loses /admin with \'forbidden\' while / stays connected', { timeout: 60_000 }, async (t) => {
-  const graceContext = await newContext(t)
+  const graceContext = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (graceContext === undefined) return
-  const linusContext = await newContext(t)
+  const linusContext = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (linusContext === undefined) return
   const { url } = await startExample(t)
   const errors: Error[] = []
 
   const grace = await newPage(graceContext, errors)
   await logIn(grace, url, 'grace', { admin: true })
-  await waitFor(grace, '#status-admin', 'connected')
+  await statusLine(grace, '#status-admin', 'connected')
   const linus = await newPage(linusContext, errors)
   await logIn(linus, url, 'linus', { admin: true })
-  assert.match((await waitFor(linus, '#status-admin', 'connected')).text, /^connected as linus \(admin\)/)
-  await waitFor(linus, '#status-main', 'connected')
+  assert.match((await statusLine(linus, '#status-admin', 'connected')).text, /^connected as linus \(admin\)/)
+  await statusLine(linus, '#status-main', 'connected')
   assert.equal(await linus.isVisible('#admin'), true)
 
   // Grace's user list (sent over /admin) has linus as an admin; she demotes him.
@@ -315,7 +297,7 @@ test('an admin demotes another admin live: that page loses /admin with \'forbidd
   await demote.click()
 
   // Linus's open page: /admin ended by the server with the reason, / untouched.
-  const ended = await waitFor(linus, '#status-admin', 'disconnected')
+  const ended = await statusLine(linus, '#status-admin', 'disconnected')
   t.diagnostic(`the demoted page showed /admin ended ${Date.now() - clicked} ms after the click`)
   assert.equal(ended.code, 'forbidden')
   assert.match(ended.text, /session:revoked \(forbidden\)/)
@@ -323,11 +305,11 @@ test('an admin demotes another admin live: that page loses /admin with \'forbidd
   assert.equal(await linus.getAttribute('#status-main', 'data-state'), 'connected')
   assert.equal(await linus.isVisible('#admin-revoked'), true)
   assert.equal(await linus.isVisible('#admin'), false)
-  await until('the new role on the page', async () => await linus.textContent('#me-role') === 'user')
+  await waitFor('the new role on the page', async () => await linus.textContent('#me-role') === 'user', WAIT, 50)
 
   // / goes on: ticks keep coming, chat works and carries the new role; HTTP sees it too.
   const ticks = await ticksReceived(linus)
-  await until('another tick', async () => await ticksReceived(linus) > ticks)
+  await waitFor('another tick', async () => await ticksReceived(linus) > ticks, WAIT, 50)
   await say(linus, 'still here')
   const line = grace.locator('#chat-log li', { hasText: 'still here' }).last()
   await line.waitFor({ timeout: WAIT })
@@ -340,14 +322,14 @@ test('an admin demotes another admin live: that page loses /admin with \'forbidd
   await grace.locator('#users li[data-user="linus"] button[data-role="admin"]').waitFor({ timeout: WAIT })
   // A reload of the demoted page is refused on /admin (FORBIDDEN), admitted on /.
   await linus.reload()
-  assert.equal((await waitFor(linus, '#status-admin', 'refused')).code, 'FORBIDDEN')
-  assert.match((await waitFor(linus, '#status-main', 'connected')).text, /^connected as linus \(user\)/)
+  assert.equal((await statusLine(linus, '#status-admin', 'refused')).code, 'FORBIDDEN')
+  assert.match((await statusLine(linus, '#status-main', 'connected')).text, /^connected as linus \(user\)/)
   assert.deepEqual(errors, [])
 })
 
 test('with Redis, two app instances behave as one: chat crosses nodes, logout on one ends the socket on the other', { timeout: 60_000 }, async (t) => {
   if (!await needRedis(t)) return
-  const context = await newContext(t)
+  const context = await newBrowserContext(t, { viewport: { width: 1000, height: 720 } })
   if (context === undefined) return
   const redisPrefix = `example-e2e:${randomUUID()}:`
   const a = await startExample(t, { redisUrl: REDIS_URL, redisPrefix, nodeName: 'node A' })
@@ -356,24 +338,24 @@ test('with Redis, two app instances behave as one: chat crosses nodes, logout on
 
   const onA = await newPage(context, errors)
   await logIn(onA, a.url, 'ada')
-  assert.match((await waitFor(onA, '#status-main', 'connected')).text, /^connected as ada \(user\) on node A$/)
+  assert.match((await statusLine(onA, '#status-main', 'connected')).text, /^connected as ada \(user\) on node A$/)
 
   // Cookies are per host, not per port: the same browser is logged in on B,
   // because B reads the session from Redis.
   const onB = await newPage(context, errors)
   await onB.goto(b.url + '/')
-  assert.match((await waitFor(onB, '#status-main', 'connected')).text, /^connected as ada \(user\) on node B$/)
+  assert.match((await statusLine(onB, '#status-main', 'connected')).text, /^connected as ada \(user\) on node B$/)
 
   await say(onB, 'sent through node B')
   await chatLine(onA, 'sent through node B')
   assert.equal(await onA.locator('#chat-log li', { hasText: 'sent through node B' }).locator('.via').innerText(), 'via node B')
   // The socket handler on node B saved the count in the session in Redis; an HTTP request to node A reads it.
-  await until('the message count', async () => await onB.textContent('#messages') === '1')
+  await waitFor('the message count', async () => await onB.textContent('#messages') === '1', WAIT, 50)
   const state = await me(onA, a.url)
   assert.deepEqual({ node: state.node, messages: state.messages }, { node: 'node A', messages: 1 })
 
   await onB.click('#logout')
-  const ended = await waitFor(onA, '#status-main', 'disconnected')
+  const ended = await statusLine(onA, '#status-main', 'disconnected')
   assert.equal(ended.code, 'logout')
   assert.deepEqual(errors, [])
 })

@@ -19,13 +19,13 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { createHmac, randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { io as connectClient } from 'socket.io-client'
-import { SECRET, sleep } from './support/app'
-import type { SoakSnapshot } from './support/soak-server'
-import { prng } from './support/prng'
+import { SECRET, positiveIntFromEnv, sleep } from '../support/app'
+import type { SoakSnapshot } from '../support/soak-server'
+import { prng } from '../support/prng'
 
-const CYCLES = positiveInt('SOAK_CYCLES', 20_000)
-const WARMUP = positiveInt('SOAK_WARMUP', 3_000)
-const CONCURRENCY = positiveInt('SOAK_CONCURRENCY', 40)
+const CYCLES = positiveIntFromEnv('SOAK_CYCLES', 20_000)
+const WARMUP = positiveIntFromEnv('SOAK_WARMUP', 3_000)
+const CONCURRENCY = positiveIntFromEnv('SOAK_CONCURRENCY', 40)
 const SESSIONS = 50
 const HEAP_TOLERANCE = 0.05
 
@@ -43,8 +43,8 @@ const KINDS: Kind[] = ['valid', 'valid', 'valid+echo', 'valid+echo', 'forged', '
 
 /** The server process and a request/answer channel to it. */
 function startServer (): Promise<{ child: ChildProcess, url: string, ask: <T>(message: object) => Promise<T> }> {
-  const child = fork(join(__dirname, 'support', 'soak-server.ts'), [], {
-    cwd: join(__dirname, '..'),
+  const child = fork(join(__dirname, '..', 'support', 'soak-server.ts'), [], {
+    cwd: join(__dirname, '..', '..'),
     execArgv: ['--expose-gc', '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
@@ -143,7 +143,7 @@ test(`soak: ${CYCLES} connect/disconnect cycles; heap within ${HEAP_TOLERANCE * 
     tally.refused = 0
     tally.byKind = {}
     // SOAK_TRACE=<n>: print the heap after GC every n cycles (to tell a leak's slope from noise).
-    const trace = positiveInt('SOAK_TRACE', CYCLES)
+    const trace = positiveIntFromEnv('SOAK_TRACE', CYCLES)
     for (let done = 0; done < CYCLES; done += trace) {
       await run(Math.min(trace, CYCLES - done))
       if (trace < CYCLES) {
@@ -171,8 +171,3 @@ test(`soak: ${CYCLES} connect/disconnect cycles; heap within ${HEAP_TOLERANCE * 
     if (child.exitCode === null) child.kill('SIGKILL')
   }
 })
-
-function positiveInt (name: string, fallback: number): number {
-  const value = Number(process.env[name])
-  return Number.isSafeInteger(value) && value > 0 ? value : fallback
-}

@@ -11,8 +11,9 @@ import type { AddressInfo } from 'node:net'
 import type { TestContext } from 'node:test'
 import type { BrowserContext } from 'playwright-core'
 import type { FastifySessionOptions } from '@fastify/session'
-import { CountingStore, sleep, startApp, type TestApp } from './support/app'
-import { closeChromium, needChromium } from './support/browser'
+import { sleep, startApp, type TestApp } from '../support/app'
+import { closeChromium, newBrowserContext } from '../support/browser'
+import { TestStore } from '../support/store'
 
 after(closeChromium)
 
@@ -23,7 +24,7 @@ interface Seen { method: string, url: string, status: number, headers: IncomingH
 
 interface Target {
   app: TestApp
-  store: CountingStore
+  store: TestStore
   /** Sockets that joined "/" on the app. */
   connections: () => number
   /** Every Engine.IO HTTP request the app answered, with its status. */
@@ -34,7 +35,7 @@ interface Target {
 
 /** The app, with a GET /enter that logs the browser in by a top-level navigation (so the browser stores the cookie as sent). */
 async function startTarget (t: TestContext, session: Partial<FastifySessionOptions> = {}): Promise<Target> {
-  const store = new CountingStore()
+  const store = new TestStore()
   let connections = 0
   const app = await startApp({
     session: { store, ...session },
@@ -72,14 +73,6 @@ async function startAttacker (t: TestContext, html: string): Promise<string> {
     server.close(() => resolve())
   }))
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-
-async function newContext (t: TestContext): Promise<BrowserContext | undefined> {
-  const browser = await needChromium(t)
-  if (browser === undefined) return undefined
-  const context = await browser.newContext()
-  t.after(() => context.close())
-  return context
 }
 
 /** Logs the browser in on the app and returns its session cookie as the browser holds it. */
@@ -188,7 +181,7 @@ const VARIANTS: Array<{ name: string, session: Partial<FastifySessionOptions>, s
 
 for (const variant of VARIANTS) {
   test(`session cookie ${variant.name}: a page on another port gets no socket from JSONP, a no-cors POST of "d=40" or a WebSocket, and never sees an open packet`, TIMEOUT, async (t) => {
-    const context = await newContext(t)
+    const context = await newBrowserContext(t)
     if (context === undefined) return
     const target = await startTarget(t, variant.session)
     const cookie = await logIn(context, target)
@@ -241,7 +234,7 @@ function pollingHandshake (url: string, cookie: string): Promise<string> {
 }
 
 test('a page that learned the sid of the user\'s admitted connection can neither POST a CONNECT into it nor upgrade it to a WebSocket', TIMEOUT, async (t) => {
-  const context = await newContext(t)
+  const context = await newBrowserContext(t)
   if (context === undefined) return
   const target = await startTarget(t)
   const cookie = await logIn(context, target)

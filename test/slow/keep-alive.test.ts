@@ -1,11 +1,11 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore } from '@fastify/session'
 import { RedisStore } from 'connect-redis'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, sleep, startApp } from './support/app'
-import { ending, redisClient, report, sessionIdFrom, startRedisNode, uniquePrefix } from './support/cluster'
-import { needRedis } from './support/services'
+import { connected, sessionIdOf, sleep, startApp, whoami, type StartOptions, type TestApp } from '../support/app'
+import { TestStore } from '../support/store'
+import { ending, redisClient, report, startRedisNode, uniquePrefix } from '../support/cluster'
+import { needRedis } from '../support/services'
 
 // Keep-alive: socket activity extends a rolling session, so a user who only
 // talks over the socket is not logged out; at most one store write per
@@ -14,20 +14,12 @@ import { needRedis } from './support/services'
 const MAX_AGE = 1500
 const KEEP_ALIVE_INTERVAL = 300
 
-/** A real MemoryStore counting writes (it has no touch). */
-class WriteCountingStore extends MemoryStore {
-  writes: number[] = []
-
-  override set (sessionId: string, session: Parameters<MemoryStore['set']>[1], callback: Parameters<MemoryStore['set']>[2]): void {
-    this.writes.push(Date.now())
-    super.set(sessionId, session, callback)
-  }
-
-  expiryOf (sessionId: string): number {
-    let expires: unknown
-    super.get(sessionId, (_err, session) => { expires = (session as { cookie?: { expires?: unknown } } | null)?.cookie?.expires })
-    return expires == null ? NaN : new Date(expires as string | Date).getTime()
-  }
+/** An app on a TestStore whose sessions last MAX_AGE, closed when the test ends. */
+async function memoryApp (t: TestContext, auth: StartOptions['auth']): Promise<{ app: TestApp, store: TestStore }> {
+  const store = new TestStore()
+  const app = await startApp({ session: { store, cookie: { secure: false, maxAge: MAX_AGE } }, auth })
+  t.after(() => app.close())
+  return { app, store }
 }
 
 /** Emits an event every `every` ms until `until`: a user who only talks over the socket. */
@@ -40,20 +32,10 @@ async function chatter (socket: ClientSocket, until: number, every = 25): Promis
   return sent
 }
 
-async function whoami (url: string, cookie: string): Promise<{ user: unknown }> {
-  const response = await fetch(`${url}/whoami`, { headers: { cookie } })
-  return (await response.json()) as { user: unknown }
-}
-
 test('keepAlive (MemoryStore, no touch): socket activity keeps the session alive past its original expiry, one write per interval per session', async (t) => {
-  const store = new WriteCountingStore()
-  const app = await startApp({
-    session: { store, cookie: { secure: false, maxAge: MAX_AGE } },
-    auth: { keepAlive: true, keepAliveInterval: KEEP_ALIVE_INTERVAL, revalidateInterval: false }
-  })
-  t.after(() => app.close())
+  const { app, store } = await memoryApp(t, { keepAlive: true, keepAliveInterval: KEEP_ALIVE_INTERVAL, revalidateInterval: false })
   const cookie = await app.login('ada')
-  const sessionId = sessionIdFrom(cookie)
+  const sessionId = sessionIdOf(cookie)
   const originalExpiry = store.expiryOf(sessionId)
   const socket = await connected(app.url, { cookie })
   const tab2 = await connected(app.url, { cookie })
@@ -83,14 +65,9 @@ test('keepAlive (MemoryStore, no touch): socket activity keeps the session alive
 })
 
 test('keepAlive (MemoryStore): the user is still logged in over HTTP after talking only over the socket', async (t) => {
-  const store = new WriteCountingStore()
-  const app = await startApp({
-    session: { store, cookie: { secure: false, maxAge: MAX_AGE } },
-    auth: { keepAlive: true, keepAliveInterval: KEEP_ALIVE_INTERVAL, revalidateInterval: false }
-  })
-  t.after(() => app.close())
+  const { app, store } = await memoryApp(t, { keepAlive: true, keepAliveInterval: KEEP_ALIVE_INTERVAL, revalidateInterval: false })
   const cookie = await app.login('ada')
-  const originalExpiry = store.expiryOf(sessionIdFrom(cookie))
+  const originalExpiry = store.expiryOf(sessionIdOf(cookie))
   const socket = await connected(app.url, { cookie })
   t.after(() => socket.close())
   await chatter(socket, originalExpiry + 800)
@@ -98,14 +75,9 @@ test('keepAlive (MemoryStore): the user is still logged in over HTTP after talki
 })
 
 test('without keepAlive the same chatty client is disconnected at the expiry', async (t) => {
-  const store = new WriteCountingStore()
-  const app = await startApp({
-    session: { store, cookie: { secure: false, maxAge: MAX_AGE } },
-    auth: { revalidateInterval: false }
-  })
-  t.after(() => app.close())
+  const { app, store } = await memoryApp(t, { revalidateInterval: false })
   const cookie = await app.login('ada')
-  const expiresAt = store.expiryOf(sessionIdFrom(cookie))
+  const expiresAt = store.expiryOf(sessionIdOf(cookie))
   const socket = await connected(app.url, { cookie })
   t.after(() => socket.close())
   const end = ending(socket, MAX_AGE + 3000)
@@ -146,7 +118,7 @@ test('keepAlive with connect-redis: the Redis TTL and the stored expiry move, an
   assert.ok(store)
   const admin = await redisClient(t)
   const cookie = await node.login('ada')
-  const key = prefix + sessionIdFrom(cookie)
+  const key = prefix + sessionIdOf(cookie)
   const storedExpiry = async (): Promise<number> => {
     const raw = await admin.get(key)
     return raw === null ? NaN : new Date((JSON.parse(raw) as { cookie: { expires: string } }).cookie.expires).getTime()

@@ -19,14 +19,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHmac, randomUUID } from 'node:crypto'
 import { io as connectClient, type Socket as ClientSocket } from 'socket.io-client'
-import { CountingStore, SECRET, cookieValueOf, sleep, startApp } from './support/app'
-import { LEVEL, logCapture, watchProcess } from './support/health'
-import { prng } from './support/prng'
+import { SECRET, cookieValueOf, registryStats, sleep, startApp } from '../support/app'
+import { LEVEL, logCapture, watchProcess } from '../support/health'
+import { prng } from '../support/prng'
+import { TestStore } from '../support/store'
 
 const TOTAL = Math.max(2, Number(process.env.LOAD_HANDSHAKES ?? 2000))
 const SEED = Number(process.env.LOAD_SEED ?? 7)
-const STATS = Symbol.for('fastify-session-socket-auth.stats')
-type Stats = () => { sessions: number, timers: number }
 
 // A foreign Origin is refused with a 403 to the upgrade itself, before Socket.IO: the client sees that status.
 type Expect = 'ADMIT' | 'SESSION_INVALID' | 'SESSION_REQUIRED' | 'websocket error:  Unexpected server response: 403'
@@ -45,7 +44,7 @@ function transportError (err: Error & { description?: unknown }): string {
 test(`load: ${TOTAL} concurrent WebSocket handshakes, half valid and half invalid, each answered right`, async (tt) => {
   const health = watchProcess()
   const logs = logCapture()
-  const store = new CountingStore()
+  const store = new TestStore()
   const t = await startApp({
     fastify: { logger: { level: 'warn', stream: logs.stream } },
     session: { store },
@@ -104,16 +103,16 @@ test(`load: ${TOTAL} concurrent WebSocket handshakes, half valid and half invali
     assert.equal(admitted, valid)
     assert.equal(serverConnections, valid, 'the server saw exactly the valid connections')
     assert.equal(t.app.io.of('/').sockets.size, valid, 'all valid sockets are connected at once')
-    const stats = (t.app as unknown as Record<symbol, Stats>)[STATS]()
+    const stats = registryStats(t.app)
     assert.equal(stats.sessions, valid, 'one registry entry per session')
     assert.equal(store.size, storeSize, 'no session was created by a handshake')
     assert.equal(store.sets, setsBefore, 'the store was never written by a handshake')
 
     for (const client of clients) client.close()
     const deadline = Date.now() + 10_000
-    while ((t.app.io.of('/').sockets.size > 0 || (t.app as unknown as Record<symbol, Stats>)[STATS]().sessions > 0) && Date.now() < deadline) await sleep(50)
+    while ((t.app.io.of('/').sockets.size > 0 || registryStats(t.app).sessions > 0) && Date.now() < deadline) await sleep(50)
     assert.equal(t.app.io.of('/').sockets.size, 0, 'every socket gone after the clients closed')
-    assert.deepEqual((t.app as unknown as Record<symbol, Stats>)[STATS](), { sessions: 0, timers: 0 })
+    assert.deepEqual(registryStats(t.app), { sessions: 0, timers: 0 })
 
     assert.deepEqual(logs.atLeast(LEVEL.error), [], 'no error logged')
     assert.deepEqual(health.problems, [], 'no unhandled rejection or uncaught exception')
