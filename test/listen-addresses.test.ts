@@ -3,7 +3,7 @@
 // the secondary servers share Fastify's request handler and forward 'upgrade' to the
 // main server, but Engine.IO intercepts 'request' on the main server only. The app
 // runs in a child process whose `localhost` resolves to 127.0.0.1 and ::1
-// (test/fixtures/localhost-dual-stack.ts), as on a machine with both in /etc/hosts;
+// (test/fixtures/localhost-dual-stack.mjs), as on a machine with both in /etc/hosts;
 // every check is made over both addresses.
 import { after, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'

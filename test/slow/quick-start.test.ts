@@ -10,10 +10,10 @@
 // free port (free on 127.0.0.1 and on ::1), so that the test does not collide with anything on 3000.
 //
 // The server runs the way the README's package.json says (`npm start` → scripts.start, `tsx server.ts`,
-// through the repo's tsx), with SESSION_SECRET set and a preload (test/fixtures/localhost-dual-stack.ts)
+// through the repo's tsx), with SESSION_SECRET set and a preload (test/fixtures/localhost-dual-stack.mjs)
 // that makes `localhost` resolve to 127.0.0.1 and ::1, as on a machine whose /etc/hosts maps both, so the
-// default host of `app.listen({ port })` binds both loopbacks. Node 20 cannot --import a .ts file on its
-// own, and NODE_OPTIONS also reaches tsx's own CLI process, so NODE_OPTIONS imports tsx first.
+// default host of `app.listen({ port })` binds both loopbacks. The preload is plain JavaScript: NODE_OPTIONS
+// reaches tsx's CLI process and the loader's own worker thread, where no TypeScript loader runs yet.
 //
 // Then, per address, two tabs of one browser profile (cookies are per host, so 127.0.0.1 and [::1] are
 // two separate logins anyway) go through what the README says the page logs, read from `#log`.
@@ -34,7 +34,7 @@ import { LOOPBACKS, needIpv6Loopback } from '../support/dual-stack'
 after(closeChromium)
 
 const root = resolve(__dirname, '..', '..')
-const PRELOAD = join(root, 'test', 'fixtures', 'localhost-dual-stack.ts')
+const PRELOAD = join(root, 'test', 'fixtures', 'localhost-dual-stack.mjs')
 const WAIT = 10_000
 const TIMEOUT = { timeout: 60_000 }
 
@@ -202,7 +202,7 @@ async function waitFor (what: string, server: Server, done: () => boolean, ms = 
 const withSecret = (secret: string | undefined): NodeJS.ProcessEnv => ({
   ...childEnv,
   ...(secret === undefined ? {} : { SESSION_SECRET: secret }),
-  NODE_OPTIONS: `--import tsx --import "${PRELOAD}"`
+  NODE_OPTIONS: `--import "${PRELOAD}"`
 })
 
 // --- The page ----------------------------------------------------------------------------------------

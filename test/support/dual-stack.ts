@@ -1,5 +1,5 @@
 // Runs test/fixtures/dual-stack-app.ts in a child process whose `localhost`
-// resolves to 127.0.0.1 and ::1 (preload test/fixtures/localhost-dual-stack.ts),
+// resolves to 127.0.0.1 and ::1 (preload test/fixtures/localhost-dual-stack.mjs),
 // so that Fastify's listen({ host: 'localhost' }) binds a server on each.
 import { fork, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -50,7 +50,7 @@ export interface DualStackApp {
 /** Starts the fixture in `mode` and waits until it listens; the child is killed after the test if it is still running. */
 export async function startDualStackApp (t: TestContext, mode: 'plugin' | 'example'): Promise<DualStackApp> {
   const child = fork(join(FIXTURES, 'dual-stack-app.ts'), [mode], {
-    execArgv: ['--import', 'tsx', '--import', join(FIXTURES, 'localhost-dual-stack.ts')],
+    execArgv: ['--import', 'tsx', '--import', join(FIXTURES, 'localhost-dual-stack.mjs')],
     stdio: ['ignore', 'pipe', 'pipe', 'ipc']
   })
   let stderr = ''
