@@ -24,6 +24,8 @@ export interface HandshakeDeps {
   logRefusal: RefusalLog
   /** The revocation memory: what ended this session after `since`, if this node has heard of it. */
   revokedSince: (key: string, since: number) => RevocationReason | undefined
+  /** Whether a user loader is configured, and so `socket.data.user` is the plugin's. */
+  exposesUser: boolean
 }
 
 /** A socket the session admitted: its session, and when that session expires. */
@@ -58,7 +60,7 @@ export type Guard = ((socket: SessionSocket, next: (err?: ExtendedError) => void
  * The request gate has already judged every HTTP request of the connection.
  */
 export function createHandshakeGuard (deps: HandshakeDeps): Guard {
-  const { access, readSessionCookie, originRefusal, rules, log, logRefusal, revokedSince } = deps
+  const { access, readSessionCookie, originRefusal, rules, log, logRefusal, revokedSince, exposesUser } = deps
   const admissions = new WeakMap<SessionSocket, Admission>()
 
   async function admit (socket: SessionSocket): Promise<Verdict> {
@@ -93,7 +95,7 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       return refused('SESSION_INVALID', 'stored session could not be restored', key)
     }
     // Before the rules, which may read them.
-    exposeOn(socket.data, holder)
+    exposeOn(socket.data, holder, exposesUser)
     const verdict = await rules(holder, socket)
     if (!verdict.ok) return refused(verdict.code, verdict.reason, key)
     // A logout while the store read or an async rule ran: what was read is
@@ -131,19 +133,29 @@ const HOLDER = Symbol('fastify-session-socket-auth.holder')
 type Exposed = Record<typeof HOLDER, SessionHolder>
 
 /**
- * `socket.data.session` and `socket.data.user` read the holder, so that a
- * reload or a refresh after a change elsewhere is what handlers see. The
- * getters are shared by every socket: they find the holder on `this`, so a
- * socket costs no closure.
+ * `socket.data.session` (and, with a user loader, `socket.data.user`) read
+ * the holder, so that a reload or a refresh after a change elsewhere is what
+ * handlers see. The accessors are shared by every socket: they find the
+ * holder on `this`, so a socket costs no closure. Without a loader,
+ * `socket.data.user` is left to the app, as Socket.IO apps commonly set it.
  */
-const DATA_PROPERTIES: PropertyDescriptorMap = {
-  session: { get (this: Exposed) { return this[HOLDER].session }, enumerable: true, configurable: true },
-  user: { get (this: Exposed) { return this[HOLDER].user }, enumerable: true, configurable: true }
+const SESSION_PROPERTY: PropertyDescriptor = {
+  get (this: Exposed) { return this[HOLDER].session },
+  set () { throw new TypeError('socket.data.session is the session this plugin admitted the socket with; change its fields and save() it instead of replacing it') },
+  enumerable: true,
+  configurable: true
+}
+const USER_PROPERTY: PropertyDescriptor = {
+  get (this: Exposed) { return this[HOLDER].user },
+  set (this: Exposed, user: unknown) { this[HOLDER].user = user },
+  enumerable: true,
+  configurable: true
 }
 
-function exposeOn (data: object, holder: SessionHolder): void {
+function exposeOn (data: object, holder: SessionHolder, withUser: boolean): void {
   Object.defineProperty(data, HOLDER, { value: holder, configurable: true })
-  Object.defineProperties(data, DATA_PROPERTIES)
+  Object.defineProperty(data, 'session', SESSION_PROPERTY)
+  if (withUser) Object.defineProperty(data, 'user', USER_PROPERTY)
 }
 
 function refused (code: RefusalCode, reason: string, key?: string): Refused {

@@ -84,7 +84,8 @@ async function fastifySessionSocketAuth (fastify: FastifyInstance, options: Opti
     rules,
     log,
     logRefusal,
-    revokedSince: (key, since) => revocation.revokedSince(key, since)
+    revokedSince: (key, since) => revocation.revokedSince(key, since),
+    exposesUser: opts.loadUser !== undefined || opts.passport !== undefined
   })
 
   // Test hook, not API: the registry is internal, yet tests must see it empty

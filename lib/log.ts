@@ -12,7 +12,9 @@ export interface LoggedError {
 }
 
 export function redactError (error: unknown, sessionId: string | undefined): LoggedError {
-  const cut = (text: string): string => sessionId === undefined || sessionId.length === 0 ? text : text.split(sessionId).join('<session id>')
+  // The id as is, and as it appears URL-encoded (in a cookie, a key some stores encode).
+  const forms = sessionId === undefined || sessionId.length === 0 ? [] : [...new Set([sessionId, encodeURIComponent(sessionId)])]
+  const cut = (text: string): string => forms.reduce((result, form) => result.split(form).join('<session id>'), text)
   if (!(error instanceof Error)) return { type: typeof error, message: cut(String(error)) }
   const logged: LoggedError = { type: error.name, message: cut(error.message) }
   const code = (error as { code?: unknown }).code

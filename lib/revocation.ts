@@ -59,6 +59,8 @@ interface Entry {
   /** A refresh after a change elsewhere is running; another change meanwhile runs one more. */
   refreshing: Promise<void> | undefined
   refreshAgain: boolean
+  /** A change could not be read (store outage): the next successful revalidation judges the sockets again. */
+  stale: boolean
 }
 
 /**
@@ -144,7 +146,8 @@ export class Revocation {
         lastTouch: now,
         timer: undefined,
         refreshing: undefined,
-        refreshAgain: false
+        refreshAgain: false,
+        stale: false
       }
       this.#entries.set(entry.key, entry)
     }
@@ -249,18 +252,20 @@ export class Revocation {
           return
         }
         if (read.status === 'unavailable') {
-          this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'could not read a changed session; its sockets keep what they had')
+          // Judged again at the next successful revalidation: a change is never dropped.
+          entry.stale = true
+          this.#opts.log.warn({ session: entry.key, err: redactError(read.error, entry.sessionId) }, 'could not read a changed session; its sockets are judged again at the next successful check')
           return
         }
+        entry.stale = false
         for (const holder of entry.sockets.values()) holder.refresh(read.record, readAt)
         const [first] = entry.sockets.values()
         const user = first === undefined ? undefined : this.#userKeyOf(first)
         if (user !== entry.userKey) this.#setUser(entry, user)
         await Promise.all([...entry.sockets].map(async ([socket, holder]) => {
           const verdict = await this.#opts.rules(holder, socket)
+          // A user that cannot be loaded after a change fails closed too: the change may be what took access away.
           if (verdict.ok || !socket.connected) return
-          // The user's database failing for a moment does not log everyone out, as with the store.
-          if (verdict.code === 'USER_UNAVAILABLE') return
           this.#opts.log.debug({ session: entry.key, namespace: socket.nsp.name, code: verdict.code, reason: verdict.reason }, 'a changed session no longer passes the rules; the socket leaves the namespace')
           socket.emit(REVOKED_EVENT, { reason: 'forbidden' } satisfies RevokedPayload)
           socket.disconnect()
@@ -275,7 +280,13 @@ export class Revocation {
     try {
       const field = this.#opts.identifyField
       const id = field === undefined ? this.#opts.identify(holder.session) : storedUserId(holder.peek(field))
-      return id === undefined || id === null || id === '' ? undefined : userKey(id)
+      if (id === undefined || id === null || id === '') return undefined
+      // Anything else would name one shared room for every user it is given for ('[object Object]', 'NaN').
+      if (!(typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)))) {
+        this.#opts.log.warn({ session: holder.key, type: typeof id }, 'identify returned neither a string nor a finite number; the socket joins no user room')
+        return undefined
+      }
+      return userKey(id)
     } catch (error) {
       this.#logFailure('identify', error, holder.sessionId)
       return undefined
@@ -422,6 +433,7 @@ export class Revocation {
         const expiresAt = expiryOf(read.record)
         if (expiresAt <= now) return this.#revokeAfterCheck(entry, 'expired')
         entry.expiresAt = expiresAt
+        if (entry.stale) this.#refresh(entry).catch((error: unknown) => this.#logFailure('refreshing a changed session', error, entry.sessionId))
         break
       }
       case 'unavailable':

@@ -65,7 +65,8 @@ function passportLoader (passport: PassportAuthenticator, fastify: FastifyInstan
     if (stored === undefined || stored === null) return undefined
     const request = { raw: socket.request, headers: socket.request.headers, session, log: fastify.log, server: fastify, socket: socket.request.socket }
     const user = await passport.deserializeUser(stored as never, request as never)
-    return user === false || user === null ? undefined : user
+    // As @fastify/passport's SessionStrategy: `if (!user)` is no user ('' and 0 included).
+    return user || undefined
   }
 }
 
