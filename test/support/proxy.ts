@@ -2,11 +2,12 @@
 // app: it forwards requests, and WebSocket upgrades by piping the two sockets.
 // `startProxy` runs it in its own process (test/fixtures/proxy-server.ts), so
 // that the app sees a real peer connection from the proxy, never the test's.
-import { fork } from 'node:child_process'
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http'
 import { connect as netConnect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import type { ProxyCommands, ProxyReady } from '../fixtures/proxy-server'
+import { startChild } from './child-process'
 
 export interface ProxyOptions {
   /** http://host:port of the app; may be set later with `setTarget`. */
@@ -108,46 +109,13 @@ export interface RunningProxy {
   setTarget (target: string): Promise<void>
 }
 
-export type ProxyParentMessage = { type: 'target', target: string }
-export type ProxyChildMessage = { type: 'ready', port: number } | { type: 'target-set' }
-
 /** Runs the proxy in a child process on a loopback port; it is killed after the test. */
 export async function startProxy (t: TestContext, options: ProxyOptions): Promise<RunningProxy> {
-  const child = fork(join(__dirname, '..', 'fixtures', 'proxy-server.ts'), [JSON.stringify(options)], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'pipe', 'ipc']
-  })
-  let stderr = ''
-  child.stderr?.setEncoding('utf8')
-  child.stderr?.on('data', (chunk: string) => { stderr += chunk })
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the proxy did not start within 20 s: ${stderr}`)), 20_000)
-    child.on('message', (message: ProxyChildMessage) => {
-      if (message.type !== 'ready') return
-      clearTimeout(timer)
-      resolve(message.port)
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`the proxy exited (${code}) before listening: ${stderr}`))
-    })
-  })
+  const child = await startChild<ProxyReady, ProxyCommands>(t, join(__dirname, '..', 'fixtures', 'proxy-server.ts'), { args: [JSON.stringify(options)] })
+  const { port } = child.ready
   return {
     url: `http://127.0.0.1:${port}`,
     port,
-    setTarget: (target) => new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the proxy did not take the new target within 5 s')), 5000)
-      const onMessage = (message: ProxyChildMessage): void => {
-        if (message.type !== 'target-set') return
-        clearTimeout(timer)
-        child.off('message', onMessage)
-        resolve()
-      }
-      child.on('message', onMessage)
-      child.send({ type: 'target', target } satisfies ProxyParentMessage)
-    })
+    setTarget: (target) => child.call('setTarget', target)
   }
 }
