@@ -1,11 +1,11 @@
 // Runs test/fixtures/dual-stack-app.ts in a child process whose `localhost`
 // resolves to 127.0.0.1 and ::1 (preload test/fixtures/localhost-dual-stack.mjs),
 // so that Fastify's listen({ host: 'localhost' }) binds a server on each.
-import { fork, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import type { ChildMessage, ParentMessage } from '../fixtures/dual-stack-app'
+import type { DualStackCommands, DualStackReady } from '../fixtures/dual-stack-app'
+import { startChild } from './child-process'
 
 const FIXTURES = join(__dirname, '..', 'fixtures')
 
@@ -33,14 +33,13 @@ export async function needIpv6Loopback (t: TestContext): Promise<boolean> {
 }
 
 export interface DualStackApp {
-  child: ChildProcess
   port: number
-  addresses: Array<{ address: string, family: string, port: number }>
+  addresses: DualStackReady['addresses']
   /** http://127.0.0.1:PORT or http://[::1]:PORT */
   urlOf (loopback: typeof LOOPBACKS[number]): string
   /** A session cookie from the child's app (plugin mode). */
   login (): Promise<string>
-  /** Sends 'close' (the child runs app.close()); resolves when the child says it closed. */
+  /** The child runs app.close(); resolves once it has. */
   close (): Promise<void>
   /** Resolves with the exit code once the child has exited. */
   exited: Promise<number | null>
@@ -49,59 +48,18 @@ export interface DualStackApp {
 
 /** Starts the fixture in `mode` and waits until it listens; the child is killed after the test if it is still running. */
 export async function startDualStackApp (t: TestContext, mode: 'plugin' | 'example'): Promise<DualStackApp> {
-  const child = fork(join(FIXTURES, 'dual-stack-app.ts'), [mode], {
-    execArgv: ['--import', 'tsx', '--import', join(FIXTURES, 'localhost-dual-stack.mjs')],
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc']
+  const child = await startChild<DualStackReady, DualStackCommands>(t, join(FIXTURES, 'dual-stack-app.ts'), {
+    args: [mode],
+    execArgv: ['--import', join(FIXTURES, 'localhost-dual-stack.mjs')]
   })
-  let stderr = ''
-  child.stderr?.setEncoding('utf8')
-  child.stderr?.on('data', (chunk: string) => { stderr += chunk })
-  child.stdout?.resume()
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-
-  const ready = await new Promise<Extract<ChildMessage, { type: 'ready' }>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the dual-stack app did not start within 20 s: ${stderr}`)), 20_000)
-    child.on('message', (message: ChildMessage) => {
-      if (message.type !== 'ready') return
-      clearTimeout(timer)
-      resolve(message)
-    })
-    exited.then((code) => {
-      clearTimeout(timer)
-      reject(new Error(`the dual-stack app exited (${code}) before listening: ${stderr}`))
-    }, reject)
-  })
-
-  let nextId = 0
-  const ask = <T extends ChildMessage>(message: ParentMessage, answer: (reply: ChildMessage) => reply is T): Promise<T> => new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer to ${message.type} within 10 s: ${stderr}`)), 10_000)
-    const onMessage = (reply: ChildMessage): void => {
-      if (!answer(reply)) return
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      resolve(reply)
-    }
-    child.on('message', onMessage)
-    child.send(message)
-  })
-
+  const { port, addresses } = child.ready
   return {
-    child,
-    port: ready.port,
-    addresses: ready.addresses,
-    urlOf: (loopback) => `http://${loopback.urlHost}:${ready.port}`,
-    async login () {
-      const id = ++nextId
-      const reply = await ask({ type: 'login', id }, (m): m is Extract<ChildMessage, { type: 'login' }> => m.type === 'login' && m.id === id)
-      return reply.cookie
-    },
-    async close () {
-      await ask({ type: 'close' }, (m): m is Extract<ChildMessage, { type: 'closed' }> => m.type === 'closed')
-    },
-    exited,
-    stderr: () => stderr
+    port,
+    addresses,
+    urlOf: (loopback) => `http://${loopback.urlHost}:${port}`,
+    login: () => child.call('login'),
+    close: () => child.call('close'),
+    exited: child.exited.then(({ code }) => code),
+    stderr: child.stderr
   }
 }
