@@ -1,13 +1,13 @@
 /**
  * The server side of test/slow/soak.test.ts, in its own process so that its heap
  * holds only the server (the clients live in the test process) and so that it
- * can run with --expose-gc. Started by the test with
- *   node --expose-gc --import tsx test/support/soak-server.ts
- * and driven over IPC: { id, cmd: 'login' | 'snapshot' | 'close', ... }.
+ * can run with --expose-gc. Started by the test with `startChild` (./child-process)
+ * and --expose-gc; it announces its url, and its commands are below.
  */
 import { setImmediate as tick } from 'node:timers/promises'
 import type { EventEmitter } from 'node:events'
 import { registryStats, startApp } from './app'
+import { serve } from './child-process'
 import { LEVEL, logCapture, watchProcess } from './health'
 
 export interface SoakSnapshot {
@@ -17,16 +17,17 @@ export interface SoakSnapshot {
   problems: string[]
 }
 
-type Request =
-  | { id: number, cmd: 'login', count: number }
-  | { id: number, cmd: 'snapshot', gc: boolean }
-  | { id: number, cmd: 'close' }
+export interface SoakReady { url: string }
+export interface SoakCommands {
+  /** Session cookies of `count` users, soak-0 to soak-<count - 1>. */
+  login (count: number): Promise<string[]>
+  /** The heap (after several GCs with `gc`), the counts, and what went wrong so far. */
+  snapshot (gc: boolean): Promise<SoakSnapshot>
+}
 
 const gc = (globalThis as { gc?: () => void }).gc
 
-async function main (): Promise<void> {
-  if (typeof process.send !== 'function') throw new Error('soak-server must be started with an IPC channel')
-  const send = process.send.bind(process)
+serve<SoakReady, SoakCommands>(async () => {
   const logs = logCapture()
   const health = watchProcess()
   const t = await startApp({
@@ -81,41 +82,22 @@ async function main (): Promise<void> {
     return lowest
   }
 
-  process.on('message', (message: Request) => {
-    (async () => {
-      switch (message.cmd) {
-        case 'login': {
-          const cookies: string[] = []
-          for (let i = 0; i < message.count; i++) cookies.push(await t.login(`soak-${i}`))
-          send({ id: message.id, cookies })
-          break
+  return {
+    ready: { url: t.url },
+    commands: {
+      async login (count) {
+        const cookies: string[] = []
+        for (let i = 0; i < count; i++) cookies.push(await t.login(`soak-${i}`))
+        return cookies
+      },
+      async snapshot (collect) {
+        return {
+          heapUsed: collect ? await heapAfterGc() : process.memoryUsage().heapUsed,
+          counts: counts(),
+          errorsLogged: logs.atLeast(LEVEL.error).map((line) => String(line.msg)),
+          problems: health.problems
         }
-        case 'snapshot': {
-          const heapUsed = message.gc ? await heapAfterGc() : process.memoryUsage().heapUsed
-          const snapshot: SoakSnapshot = {
-            heapUsed,
-            counts: counts(),
-            errorsLogged: logs.atLeast(LEVEL.error).map((line) => String(line.msg)),
-            problems: health.problems
-          }
-          send({ id: message.id, snapshot })
-          break
-        }
-        case 'close':
-          await t.close()
-          health.stop()
-          send({ id: message.id, closed: true }, () => process.exit(0))
-          break
       }
-    })().catch((error: unknown) => {
-      console.error('soak-server:', error)
-      process.exit(1)
-    })
-  })
-  send({ ready: true, url: t.url })
-}
-
-main().catch((error: unknown) => {
-  console.error(error)
-  process.exit(1)
+    }
+  }
 })
