@@ -29,6 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { isDeepStrictEqual } from 'node:util'
 import type { BrowserContext, Page } from 'playwright-core'
 import { closeChromium, needChromium } from '../support/browser'
+import { watchChild, type Watched } from '../support/child-process'
 import { LOOPBACKS, needIpv6Loopback } from '../support/dual-stack'
 
 after(closeChromium)
@@ -151,11 +152,8 @@ after(() => {
 
 // --- The server --------------------------------------------------------------------------------------
 
-interface Server {
+interface Server extends Watched {
   child: ChildProcess
-  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-  stdout: () => string
-  stderr: () => string
   /** The server's JSON log lines (logger: true). */
   logs: () => Array<Record<string, unknown>>
 }
@@ -164,27 +162,17 @@ interface Server {
 function startServer (t: TestContext, env: NodeJS.ProcessEnv): Server {
   // A process group of its own: tsx runs the script in a child of its own, and both go at the end.
   const child = spawn(process.execPath, [startBin, ...startArgs], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolvePromise) => {
-    child.once('exit', (code, signal) => resolvePromise({ code, signal }))
-  })
-  t.after(async () => {
+  const watched = watchChild(t, child, () => {
     try {
       process.kill(-(child.pid as number), 'SIGKILL')
     } catch {
       // the group is gone already
     }
-    await Promise.race([exited, sleep(5000)])
   })
   return {
+    ...watched,
     child,
-    exited,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    logs: () => stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+    logs: () => watched.stdout().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
   }
 }
 
