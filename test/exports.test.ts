@@ -144,15 +144,14 @@ describe('the built module', TIMEOUT, () => {
     })
   })
 
-  test('the built plugin registers on Fastify 5 and decorates fastify.io', async () => {
+  test('the built plugin registers on Fastify 5 and decorates fastify.io', async (t) => {
     const app = Fastify({ logger: false })
-    try {
-      await app.register(fastifyCookie)
-      await app.register(fastifySession, { secret: SECRET })
-      await app.register(built as never)
-      await app.ready()
-      assert.ok(app.io instanceof Server)
-      assert.equal(typeof app.disconnectSession, 'function')
-    } finally { await app.close() }
+    t.after(() => app.close())
+    await app.register(fastifyCookie)
+    await app.register(fastifySession, { secret: SECRET })
+    await app.register(built as never)
+    await app.ready()
+    assert.ok(app.io instanceof Server)
+    assert.equal(typeof app.disconnectSession, 'function')
   })
 })

@@ -15,21 +15,20 @@ describe('handshake: authorize and namespace rules', TIMEOUT, () => {
     ['rejects', async () => { throw new Error('rule failed later') }]
   ]
   for (const [name, authorize] of refusing) {
-    test(`authorize that ${name} -> FORBIDDEN, and no handler sees the socket`, async () => {
-      const t = await startApp({ auth: { authorize } })
+    test(`authorize that ${name} -> FORBIDDEN, and no handler sees the socket`, async (t) => {
+      const app = await startApp({ auth: { authorize } })
       let connections = 0
-      t.app.io.on('connection', () => { connections++ })
-      try {
-        const cookie = await t.login()
-        for (const transport of TRANSPORTS) await expectRefused(t.url, 'FORBIDDEN', { cookie, transports: [transport] })
-        assert.equal(connections, 0)
-      } finally { await t.close() }
+      app.app.io.on('connection', () => { connections++ })
+      t.after(() => app.close())
+      const cookie = await app.login()
+      for (const transport of TRANSPORTS) await expectRefused(app.url, 'FORBIDDEN', { cookie, transports: [transport] })
+      assert.equal(connections, 0)
     })
   }
 
-  test('authorize receives the loaded session (with the user data) and the socket', async () => {
+  test('authorize receives the loaded session (with the user data) and the socket', async (t) => {
     const calls: Array<{ user: unknown, sessionId: string, namespace: string, hasCookie: boolean }> = []
-    const t = await startApp({
+    const app = await startApp({
       auth: {
         authorize: async (session: FastifySessionObject, socket: SessionSocket) => {
           calls.push({
@@ -42,56 +41,53 @@ describe('handshake: authorize and namespace rules', TIMEOUT, () => {
         }
       }
     })
-    try {
-      const ada = await t.login('ada', 'admin')
-      const bob = await t.login('bob', 'user')
-      await expectAdmitted(t.url, { cookie: ada })
-      await expectRefused(t.url, 'FORBIDDEN', { cookie: bob })
-      assert.deepEqual(calls, [
-        { user: { name: 'ada', role: 'admin' }, sessionId: sessionIdOf(ada), namespace: '/', hasCookie: true },
-        { user: { name: 'bob', role: 'user' }, sessionId: sessionIdOf(bob), namespace: '/', hasCookie: true }
-      ])
-    } finally { await t.close() }
+    t.after(() => app.close())
+    const ada = await app.login('ada', 'admin')
+    const bob = await app.login('bob', 'user')
+    await expectAdmitted(app.url, { cookie: ada })
+    await expectRefused(app.url, 'FORBIDDEN', { cookie: bob })
+    assert.deepEqual(calls, [
+      { user: { name: 'ada', role: 'admin' }, sessionId: sessionIdOf(ada), namespace: '/', hasCookie: true },
+      { user: { name: 'bob', role: 'user' }, sessionId: sessionIdOf(bob), namespace: '/', hasCookie: true }
+    ])
   })
 
-  test("a namespace rule: '/admin' needs role admin while '/' admits any session", async () => {
-    const t = await startApp({ auth: { namespaces: { '/admin': (session) => session.user?.role === 'admin' } } })
+  test("a namespace rule: '/admin' needs role admin while '/' admits any session", async (t) => {
+    const app = await startApp({ auth: { namespaces: { '/admin': (session) => session.user?.role === 'admin' } } })
     const admins: unknown[] = []
-    t.app.io.of('/admin').on('connection', (socket) => { admins.push(socket.data.session.user?.name) })
-    try {
-      const user = await t.login('bob', 'user')
-      const admin = await t.login('grace', 'admin')
-      for (const transport of TRANSPORTS) {
-        await expectAdmitted(t.url, { cookie: user, transports: [transport] })
-        await expectRefused(t.url, 'FORBIDDEN', { cookie: user, namespace: '/admin', transports: [transport] })
-        await expectAdmitted(t.url, { cookie: admin, namespace: '/admin', transports: [transport] })
-      }
-      assert.deepEqual(admins, ['grace', 'grace'])
-    } finally { await t.close() }
+    app.app.io.of('/admin').on('connection', (socket) => { admins.push(socket.data.session.user?.name) })
+    t.after(() => app.close())
+    const user = await app.login('bob', 'user')
+    const admin = await app.login('grace', 'admin')
+    for (const transport of TRANSPORTS) {
+      await expectAdmitted(app.url, { cookie: user, transports: [transport] })
+      await expectRefused(app.url, 'FORBIDDEN', { cookie: user, namespace: '/admin', transports: [transport] })
+      await expectAdmitted(app.url, { cookie: admin, namespace: '/admin', transports: [transport] })
+    }
+    assert.deepEqual(admins, ['grace', 'grace'])
   })
 
-  test('the global rule and the namespace rule both apply', async () => {
-    const t = await startApp({
+  test('the global rule and the namespace rule both apply', async (t) => {
+    const app = await startApp({
       auth: {
         authorize: (session) => session.user?.name !== 'banned',
         namespaces: { '/admin': async (session) => session.user?.role === 'admin' }
       }
     })
-    t.app.io.of('/admin')
-    try {
-      const bannedAdmin = await t.login('banned', 'admin')
-      const user = await t.login('bob', 'user')
-      const admin = await t.login('grace', 'admin')
-      for (const transport of TRANSPORTS) {
-        // The global rule refuses, the namespace rule would admit.
-        await expectRefused(t.url, 'FORBIDDEN', { cookie: bannedAdmin, namespace: '/admin', transports: [transport] })
-        await expectRefused(t.url, 'FORBIDDEN', { cookie: bannedAdmin, transports: [transport] })
-        // The global rule admits, the namespace rule refuses.
-        await expectRefused(t.url, 'FORBIDDEN', { cookie: user, namespace: '/admin', transports: [transport] })
-        await expectAdmitted(t.url, { cookie: user, transports: [transport] })
-        // Both admit.
-        await expectAdmitted(t.url, { cookie: admin, namespace: '/admin', transports: [transport] })
-      }
-    } finally { await t.close() }
+    app.app.io.of('/admin')
+    t.after(() => app.close())
+    const bannedAdmin = await app.login('banned', 'admin')
+    const user = await app.login('bob', 'user')
+    const admin = await app.login('grace', 'admin')
+    for (const transport of TRANSPORTS) {
+      // The global rule refuses, the namespace rule would admit.
+      await expectRefused(app.url, 'FORBIDDEN', { cookie: bannedAdmin, namespace: '/admin', transports: [transport] })
+      await expectRefused(app.url, 'FORBIDDEN', { cookie: bannedAdmin, transports: [transport] })
+      // The global rule admits, the namespace rule refuses.
+      await expectRefused(app.url, 'FORBIDDEN', { cookie: user, namespace: '/admin', transports: [transport] })
+      await expectAdmitted(app.url, { cookie: user, transports: [transport] })
+      // Both admit.
+      await expectAdmitted(app.url, { cookie: admin, namespace: '/admin', transports: [transport] })
+    }
   })
 })

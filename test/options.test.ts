@@ -61,15 +61,14 @@ describe('options are validated at registration', TIMEOUT, () => {
     })
   }
 
-  test('revalidateInterval false and Fastify\'s own register options are accepted', async () => {
+  test('revalidateInterval false and Fastify\'s own register options are accepted', async (t) => {
     const app = Fastify({ logger: false })
-    try {
-      await app.register(fastifyCookie)
-      await app.register(fastifySession, { secret: SECRET, cookie: { secure: false } })
-      await app.register(sessionSocketAuth, { revalidateInterval: false, logLevel: 'warn' } as never)
-      await app.ready()
-      assert.ok(app.io)
-    } finally { await app.close() }
+    t.after(() => app.close())
+    await app.register(fastifyCookie)
+    await app.register(fastifySession, { secret: SECRET, cookie: { secure: false } })
+    await app.register(sessionSocketAuth, { revalidateInterval: false, logLevel: 'warn' } as never)
+    await app.ready()
+    assert.ok(app.io)
   })
 })
 
@@ -81,17 +80,16 @@ describe('required plugins', TIMEOUT, () => {
     assert.match(error.message, /fastify-session-socket-auth/)
   })
 
-  test('with @fastify/secure-session instead of @fastify/session, start-up says it is not supported and why', async () => {
+  test('with @fastify/secure-session instead of @fastify/session, start-up says it is not supported and why', async (t) => {
     // Loaded untyped: its declarations retype request.session for the whole project.
     const fastifySecureSession = createRequire(__filename)('@fastify/secure-session') as FastifyPluginCallback<{ key: Buffer, cookie: { path: string } }>
     const app = Fastify({ logger: false })
-    try {
-      await app.register(fastifyCookie)
-      await app.register(fastifySecureSession, { key: Buffer.alloc(32, 7), cookie: { path: '/' } })
-      const error = await app.register(sessionSocketAuth).then(() => undefined, (err: Error & { code?: string }) => err)
-      assert.equal(error?.code, 'FST_SESSION_SOCKET_AUTH_SECURE_SESSION')
-      assert.match(error?.message ?? '', /@fastify\/secure-session is not supported: .*no store/)
-    } finally { await app.close().catch(() => {}) }
+    t.after(() => app.close().catch(() => {}))
+    await app.register(fastifyCookie)
+    await app.register(fastifySecureSession, { key: Buffer.alloc(32, 7), cookie: { path: '/' } })
+    const error = await app.register(sessionSocketAuth).then(() => undefined, (err: Error & { code?: string }) => err)
+    assert.equal(error?.code, 'FST_SESSION_SOCKET_AUTH_SECURE_SESSION')
+    assert.match(error?.message ?? '', /@fastify\/secure-session is not supported: .*no store/)
   })
 
   test('without @fastify/cookie (and @fastify/session), start-up fails naming @fastify/cookie', async () => {
@@ -111,48 +109,45 @@ describe('required plugins', TIMEOUT, () => {
 })
 
 describe('Socket.IO options pass through', TIMEOUT, () => {
-  test("path '/ws' moves the endpoint; the guard still applies there", async () => {
-    const t = await startApp({ auth: { path: '/ws' } })
-    try {
-      const cookie = await t.login()
-      for (const transport of ['polling', 'websocket'] as const) {
-        const socket = await connected(t.url, { cookie, transports: [transport], extra: { path: '/ws' } })
-        socket.close()
-        const refused = await connect(t.url, { transports: [transport], extra: { path: '/ws' } })
-        refused.socket.close()
-        assert.equal(refused.ok ? 'admitted' : refused.code, 'SESSION_REQUIRED')
-        // Nothing answers on the default path any more.
-        const old = await connect(t.url, { cookie, transports: [transport] })
-        old.socket.close()
-        assert.equal(old.ok, false)
-        assert.notEqual(old.ok ? '' : old.code, 'SESSION_REQUIRED')
-      }
-      assert.equal(t.app.io.path(), '/ws')
-    } finally { await t.close() }
-  })
-
-  test("transports ['websocket'] is applied: a polling-only client cannot connect", async () => {
-    const t = await startApp({ auth: { transports: ['websocket'] } })
-    try {
-      const cookie = await t.login()
-      const socket = await connected(t.url, { cookie, transports: ['websocket'] })
+  test("path '/ws' moves the endpoint; the guard still applies there", async (t) => {
+    const app = await startApp({ auth: { path: '/ws' } })
+    t.after(() => app.close())
+    const cookie = await app.login()
+    for (const transport of ['polling', 'websocket'] as const) {
+      const socket = await connected(app.url, { cookie, transports: [transport], extra: { path: '/ws' } })
       socket.close()
-      const polling = await connect(t.url, { cookie, transports: ['polling'] })
-      polling.socket.close()
-      assert.equal(polling.ok, false)
-    } finally { await t.close() }
+      const refused = await connect(app.url, { transports: [transport], extra: { path: '/ws' } })
+      refused.socket.close()
+      assert.equal(refused.ok ? 'admitted' : refused.code, 'SESSION_REQUIRED')
+      // Nothing answers on the default path any more.
+      const old = await connect(app.url, { cookie, transports: [transport] })
+      old.socket.close()
+      assert.equal(old.ok, false)
+      assert.notEqual(old.ok ? '' : old.code, 'SESSION_REQUIRED')
+    }
+    assert.equal(app.app.io.path(), '/ws')
   })
 
-  test('other ServerOptions reach Socket.IO and Engine.IO (pingInterval, maxHttpBufferSize, connectTimeout)', async () => {
+  test("transports ['websocket'] is applied: a polling-only client cannot connect", async (t) => {
+    const app = await startApp({ auth: { transports: ['websocket'] } })
+    t.after(() => app.close())
+    const cookie = await app.login()
+    const socket = await connected(app.url, { cookie, transports: ['websocket'] })
+    socket.close()
+    const polling = await connect(app.url, { cookie, transports: ['polling'] })
+    polling.socket.close()
+    assert.equal(polling.ok, false)
+  })
+
+  test('other ServerOptions reach Socket.IO and Engine.IO (pingInterval, maxHttpBufferSize, connectTimeout)', async (t) => {
     const app: FastifyInstance = Fastify({ logger: false })
-    try {
-      await app.register(fastifyCookie)
-      await app.register(fastifySession, { secret: SECRET })
-      await app.register(sessionSocketAuth, { pingInterval: 1234, maxHttpBufferSize: 4321, connectTimeout: 2222 })
-      const engineOpts = (app.io.engine as unknown as { opts: Record<string, unknown> }).opts
-      assert.equal(engineOpts.pingInterval, 1234)
-      assert.equal(engineOpts.maxHttpBufferSize, 4321)
-      assert.equal((app.io as unknown as { _connectTimeout: number })._connectTimeout, 2222)
-    } finally { await app.close() }
+    t.after(() => app.close())
+    await app.register(fastifyCookie)
+    await app.register(fastifySession, { secret: SECRET })
+    await app.register(sessionSocketAuth, { pingInterval: 1234, maxHttpBufferSize: 4321, connectTimeout: 2222 })
+    const engineOpts = (app.io.engine as unknown as { opts: Record<string, unknown> }).opts
+    assert.equal(engineOpts.pingInterval, 1234)
+    assert.equal(engineOpts.maxHttpBufferSize, 4321)
+    assert.equal((app.io as unknown as { _connectTimeout: number })._connectTimeout, 2222)
   })
 })

@@ -44,7 +44,7 @@ describe('connectionStateRecovery is refused at registration', TIMEOUT, () => {
     assertRefusedForRecovery(error)
   })
 
-  test('an existing fastify.io without connectionStateRecovery is still adopted (control)', async () => {
+  test('an existing fastify.io without connectionStateRecovery is still adopted (control)', async (t) => {
     let io: Server | undefined
     const app = await startApp({
       beforeAuth (app) {
@@ -53,9 +53,8 @@ describe('connectionStateRecovery is refused at registration', TIMEOUT, () => {
         app.addHook('onClose', (_instance, done) => { io?.close(() => done()) })
       }
     })
-    try {
-      assert.equal(app.app.io, io)
-    } finally { await app.close() }
+    t.after(() => app.close())
+    assert.equal(app.app.io, io)
   })
 })
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { MemoryStore } from '@fastify/session'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, sessionIdOf, startApp, type TestApp } from './support/app'
+import { connectedFor, sessionIdOf, startApp, type TestApp } from './support/app'
 import { redisClient, startRedisNode, uniquePrefix } from './support/cluster'
 import { needRedis } from './support/services'
 
@@ -77,54 +77,50 @@ async function httpSetCounter (url: string, cookie: string, counter: number): Pr
 const ask = (socket: ClientSocket, event: string, ...args: unknown[]): Promise<Reply> => socket.timeout(3000).emitWithAck(event, ...args)
 
 /** The full read/write/conflict scenario, against whichever store the app uses. */
-async function saveScenario (app: TestApp): Promise<void> {
+async function saveScenario (t: TestContext, app: TestApp): Promise<void> {
   const cookie = await app.login('ada')
-  const socket = await connected(app.url, { cookie })
-  try {
-    // A socket write, then an HTTP read.
-    assert.deepEqual(await ask(socket, 'increment'), { counter: 1 })
-    assert.equal(await httpCounter(app.url, cookie), 1, 'the next HTTP request sees the socket\'s save')
-    assert.deepEqual(await ask(socket, 'increment'), { counter: 2 }, 'a rolling HTTP save of the same data is no conflict')
-    assert.equal(await httpCounter(app.url, cookie), 2)
+  const socket = await connectedFor(t, app.url, { cookie })
+  // A socket write, then an HTTP read.
+  assert.deepEqual(await ask(socket, 'increment'), { counter: 1 })
+  assert.equal(await httpCounter(app.url, cookie), 1, 'the next HTTP request sees the socket\'s save')
+  assert.deepEqual(await ask(socket, 'increment'), { counter: 2 }, 'a rolling HTTP save of the same data is no conflict')
+  assert.equal(await httpCounter(app.url, cookie), 2)
 
-    // An HTTP write, then a socket reload.
-    await httpSetCounter(app.url, cookie, 42)
-    assert.deepEqual(await ask(socket, 'reload'), { counter: 42 }, 'reload() sees what HTTP saved')
+  // An HTTP write, then a socket reload.
+  await httpSetCounter(app.url, cookie, 42)
+  assert.deepEqual(await ask(socket, 'reload'), { counter: 42 }, 'reload() sees what HTTP saved')
 
-    // Conflict: HTTP saves after the socket loaded; the socket's save is refused.
-    await httpSetCounter(app.url, cookie, 100)
-    assert.deepEqual(await ask(socket, 'set', 7), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_CONFLICT' })
-    assert.equal(await httpCounter(app.url, cookie), 100, 'the newer HTTP data was not overwritten')
-    // Callback form: the same refusal.
-    assert.deepEqual(await ask(socket, 'set-with-callback', 8), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_CONFLICT' })
-    assert.equal(await httpCounter(app.url, cookie), 100)
+  // Conflict: HTTP saves after the socket loaded; the socket's save is refused.
+  await httpSetCounter(app.url, cookie, 100)
+  assert.deepEqual(await ask(socket, 'set', 7), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_CONFLICT' })
+  assert.equal(await httpCounter(app.url, cookie), 100, 'the newer HTTP data was not overwritten')
+  // Callback form: the same refusal.
+  assert.deepEqual(await ask(socket, 'set-with-callback', 8), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_CONFLICT' })
+  assert.equal(await httpCounter(app.url, cookie), 100)
 
-    // reload(), change, save(): accepted.
-    assert.deepEqual(await ask(socket, 'reload-and-set', 9), { counter: 9 })
-    assert.equal(await httpCounter(app.url, cookie), 9)
-    // Callback form, no conflict.
-    assert.deepEqual(await ask(socket, 'set-with-callback', 10), { counter: 10 })
-    assert.equal(await httpCounter(app.url, cookie), 10)
-  } finally { socket.close() }
+  // reload(), change, save(): accepted.
+  assert.deepEqual(await ask(socket, 'reload-and-set', 9), { counter: 9 })
+  assert.equal(await httpCounter(app.url, cookie), 9)
+  // Callback form, no conflict.
+  assert.deepEqual(await ask(socket, 'set-with-callback', 10), { counter: 10 })
+  assert.equal(await httpCounter(app.url, cookie), 10)
 }
 
 /** save() after the session left the store is refused with SESSION_GONE (both forms); nothing is recreated. */
-async function goneScenario (app: TestApp, deleteOutOfBand: (sessionId: string) => Promise<void>, exists: (sessionId: string) => Promise<boolean>): Promise<void> {
+async function goneScenario (t: TestContext, app: TestApp, deleteOutOfBand: (sessionId: string) => Promise<void>, exists: (sessionId: string) => Promise<boolean>): Promise<void> {
   const cookie = await app.login('ada')
-  const socket = await connected(app.url, { cookie })
-  try {
-    const sessionId = sessionIdOf(cookie)
-    await deleteOutOfBand(sessionId)
-    assert.deepEqual(await ask(socket, 'set', 5), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_GONE' })
-    assert.deepEqual(await ask(socket, 'set-with-callback', 6), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_GONE' })
-    assert.equal(await exists(sessionId), false, 'the save did not bring the session back')
-  } finally { socket.close() }
+  const socket = await connectedFor(t, app.url, { cookie })
+  const sessionId = sessionIdOf(cookie)
+  await deleteOutOfBand(sessionId)
+  assert.deepEqual(await ask(socket, 'set', 5), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_GONE' })
+  assert.deepEqual(await ask(socket, 'set-with-callback', 6), { error: 'FST_SESSION_SOCKET_AUTH_SESSION_GONE' })
+  assert.equal(await exists(sessionId), false, 'the save did not bring the session back')
 }
 
 test('MemoryStore: socket save()/reload() meet HTTP; a stale save is refused with SESSION_CONFLICT', async (t) => {
   const app = await startApp({ setup: sessionRoutes })
   t.after(() => app.close())
-  await saveScenario(app)
+  await saveScenario(t, app)
 })
 
 test('MemoryStore: save() after the session was deleted is refused with SESSION_GONE', async (t) => {
@@ -132,7 +128,7 @@ test('MemoryStore: save() after the session was deleted is refused with SESSION_
   const app = await startApp({ session: { store, cookie: { secure: false, maxAge: 60_000 } }, auth: { revalidateInterval: false }, setup: sessionRoutes })
   t.after(() => app.close())
   const has = (id: string): Promise<boolean> => new Promise((resolve) => store.get(id, (_err, s) => resolve(s != null)))
-  await goneScenario(app, (id) => new Promise((resolve) => store.destroy(id, () => resolve())), has)
+  await goneScenario(t, app, (id) => new Promise((resolve) => store.destroy(id, () => resolve())), has)
 })
 
 async function redisApp (t: TestContext, revalidateInterval: number | false = 60_000): Promise<TestApp & { prefix: string }> {
@@ -145,7 +141,7 @@ test('Redis (connect-redis): socket save()/reload() meet HTTP; a stale save is r
   if (!await needRedis(t)) return
   const app = await redisApp(t)
   const admin = await redisClient(t)
-  await saveScenario(app)
+  await saveScenario(t, app)
   const keys: string[] = []
   for await (const batch of admin.scanIterator({ MATCH: `${app.prefix}*` })) keys.push(...batch)
   await admin.del(keys)
@@ -156,6 +152,7 @@ test('Redis (connect-redis): save() after the key was deleted is refused with SE
   const app = await redisApp(t, false)
   const admin = await redisClient(t)
   await goneScenario(
+    t,
     app,
     async (id) => { await admin.del(app.prefix + id) },
     async (id) => (await admin.exists(app.prefix + id)) === 1

@@ -1,4 +1,4 @@
-import { describe, test } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { connected, refusedWith, sleep, startApp, type TestApp } from './support/app'
 import { watchProcess } from './support/health'
@@ -27,25 +27,29 @@ const FAULTS = {
 } satisfies Record<string, Fault>
 type Mode = keyof typeof FAULTS
 
-/** Fails the test if the process reports an unhandled rejection or an uncaught exception while `body` runs. */
-async function withoutCrashes (body: () => Promise<void>): Promise<void> {
+/**
+ * Fails the test if the process reports an unhandled rejection or an uncaught
+ * exception while `body` runs (which closes its app itself, so that closing is
+ * watched too) and for half a second after.
+ */
+async function withoutCrashes (t: TestContext, body: () => Promise<void>): Promise<void> {
   const health = watchProcess()
-  try {
-    await body()
-    // Let late callbacks and timers of the faults settle while we still listen.
-    await sleep(500)
-  } finally {
-    health.stop()
-  }
+  t.after(() => health.stop())
+  await body()
+  // Let late callbacks and timers of the faults settle while we still listen.
+  await sleep(500)
+  health.stop()
   assert.deepEqual(health.problems, [], 'no unhandled rejection or uncaught exception')
 }
 
-async function faultyApp (store: TestStore): Promise<{ t: TestApp, cookie: string, connections: () => number }> {
-  const t = await startApp({ session: { store }, auth: { storeTimeout: 200 } })
+/** An app on `store` with a short storeTimeout, closed when the test ends, and a logged-in cookie. */
+async function faultyApp (t: TestContext, store: TestStore, storeTimeout = 200): Promise<{ app: TestApp, cookie: string, connections: () => number }> {
+  const app = await startApp({ session: { store }, auth: { storeTimeout } })
+  t.after(() => app.close())
   let count = 0
-  t.app.io.on('connection', () => { count++ })
-  const cookie = await t.login()
-  return { t, cookie, connections: () => count }
+  app.app.io.on('connection', () => { count++ })
+  const cookie = await app.login()
+  return { app, cookie, connections: () => count }
 }
 
 describe('store faults never admit and never crash', TIMEOUT, () => {
@@ -57,64 +61,60 @@ describe('store faults never admit and never crash', TIMEOUT, () => {
     ['late', 'store.get calls back only after storeTimeout']
   ]
   for (const [mode, title] of unavailable) {
-    test(`${title} -> SESSION_STORE_UNAVAILABLE`, async () => {
-      await withoutCrashes(async () => {
+    test(`${title} -> SESSION_STORE_UNAVAILABLE`, async (t) => {
+      await withoutCrashes(t, async () => {
         const store = new TestStore()
-        const { t, cookie, connections } = await faultyApp(store)
-        try {
-          // The set-up works: a healthy store admits this cookie.
-          const healthy = await connected(t.url, { cookie })
-          healthy.close()
-          assert.equal(connections(), 1)
+        const { app, cookie, connections } = await faultyApp(t, store)
+        // The set-up works: a healthy store admits this cookie.
+        const healthy = await connected(app.url, { cookie })
+        healthy.close()
+        assert.equal(connections(), 1)
 
-          store.readFault = FAULTS[mode]
-          for (const transport of TRANSPORTS) {
-            const gets = store.gets
-            const refused = await refusedWith(t.url, { cookie, transports: [transport] })
-            assert.equal(refused.code, 'SESSION_STORE_UNAVAILABLE')
-            assert.equal((refused.data as { code?: unknown }).code, 'SESSION_STORE_UNAVAILABLE')
-            assert.equal(store.gets, gets + 1, 'the store was asked')
-          }
-          await Promise.all(lateAnswers)
-          assert.equal(connections(), 1, 'no socket admitted while the store failed, not even by a late answer')
+        store.readFault = FAULTS[mode]
+        for (const transport of TRANSPORTS) {
+          const gets = store.gets
+          const refused = await refusedWith(app.url, { cookie, transports: [transport] })
+          assert.equal(refused.code, 'SESSION_STORE_UNAVAILABLE')
+          assert.equal((refused.data as { code?: unknown }).code, 'SESSION_STORE_UNAVAILABLE')
+          assert.equal(store.gets, gets + 1, 'the store was asked')
+        }
+        await Promise.all(lateAnswers)
+        assert.equal(connections(), 1, 'no socket admitted while the store failed, not even by a late answer')
 
-          // Back to health: the next handshake is admitted again.
-          store.readFault = undefined
-          const again = await connected(t.url, { cookie })
-          again.close()
-        } finally { await t.close() }
+        // Back to health: the next handshake is admitted again.
+        store.readFault = undefined
+        const again = await connected(app.url, { cookie })
+        again.close()
+        await app.close()
       })
     })
   }
 
-  test('a store that reports ENOENT or returns something that is not a session -> SESSION_INVALID', async () => {
-    await withoutCrashes(async () => {
+  test('a store that reports ENOENT or returns something that is not a session -> SESSION_INVALID', async (t) => {
+    await withoutCrashes(t, async () => {
       const store = new TestStore()
-      const { t, cookie, connections } = await faultyApp(store)
-      try {
-        for (const mode of ['enoent', 'garbage'] as const) {
-          store.readFault = FAULTS[mode]
-          for (const transport of TRANSPORTS) {
-            const refused = await refusedWith(t.url, { cookie, transports: [transport] })
-            assert.equal(refused.code, 'SESSION_INVALID', mode)
-          }
+      const { app, cookie, connections } = await faultyApp(t, store)
+      for (const mode of ['enoent', 'garbage'] as const) {
+        store.readFault = FAULTS[mode]
+        for (const transport of TRANSPORTS) {
+          const refused = await refusedWith(app.url, { cookie, transports: [transport] })
+          assert.equal(refused.code, 'SESSION_INVALID', mode)
         }
-        assert.equal(connections(), 0)
-      } finally { await t.close() }
+      }
+      assert.equal(connections(), 0)
+      await app.close()
     })
   })
 
-  test('concurrent handshakes on a hung store are each refused after storeTimeout', async () => {
-    await withoutCrashes(async () => {
+  test('concurrent handshakes on a hung store are each refused after storeTimeout', async (t) => {
+    await withoutCrashes(t, async () => {
       const store = new TestStore()
-      const t = await startApp({ session: { store }, auth: { storeTimeout: 300 } })
-      try {
-        const cookie = await t.login()
-        store.readFault = hang
-        // Several handshakes waiting on the same hung store at once.
-        const results = await Promise.all([1, 2, 3].map(() => refusedWith(t.url, { cookie })))
-        assert.deepEqual(results.map((r) => r.code), ['SESSION_STORE_UNAVAILABLE', 'SESSION_STORE_UNAVAILABLE', 'SESSION_STORE_UNAVAILABLE'])
-      } finally { await t.close() }
+      const { app, cookie } = await faultyApp(t, store, 300)
+      store.readFault = hang
+      // Several handshakes waiting on the same hung store at once.
+      const results = await Promise.all([1, 2, 3].map(() => refusedWith(app.url, { cookie })))
+      assert.deepEqual(results.map((r) => r.code), ['SESSION_STORE_UNAVAILABLE', 'SESSION_STORE_UNAVAILABLE', 'SESSION_STORE_UNAVAILABLE'])
+      await app.close()
     })
   })
 })

@@ -166,11 +166,11 @@ describe('store faults during revalidation of connected sockets', () => {
   const store = new TestStore()
   const logs = logCapture()
   const health = watchProcess()
-  let t: TestApp
+  let app: TestApp
   const INTERVAL = 150
 
   before(async () => {
-    t = await startApp({
+    app = await startApp({
       fastify: { logger: { level: 'warn', stream: logs.stream } },
       session: { store },
       auth: { storeTimeout: 200, revalidateInterval: INTERVAL },
@@ -188,82 +188,79 @@ describe('store faults during revalidation of connected sockets', () => {
 
   after(async () => {
     health.stop()
-    await t.close()
+    await app.close()
   })
 
-  test('a store that errors, hangs or throws keeps sockets connected; each round reads it again; recovery resumes revocation', async () => {
-    const cookieA = await t.login('ada')
-    const cookieB = await t.login('bob')
-    const a = await connected(t.url, { cookie: cookieA })
-    const b = await connected(t.url, { cookie: cookieB })
+  test('a store that errors, hangs or throws keeps sockets connected; each round reads it again; recovery resumes revocation', async (t) => {
+    const cookieA = await app.login('ada')
+    const cookieB = await app.login('bob')
+    const a = await connected(app.url, { cookie: cookieA })
+    const b = await connected(app.url, { cookie: cookieB })
     const seenA = track(a)
     const seenB = track(b)
-    try {
-      const faults: Array<[string, Fault]> = [
-        ['errors', (cb) => cb(new Error('ECONNREFUSED'))],
-        ['hangs', hang],
-        ['throws', () => { throw new Error('store exploded') }],
-        ['rejects', () => Promise.reject(new Error('pool exhausted'))]
-      ]
-      for (const [name, fault] of faults) {
-        const getsBefore = store.gets
-        store.readFault = fault
-        // Three rounds for each of the two sessions.
-        await waitFor(`three revalidation rounds while the store ${name}`, () => store.gets - getsBefore >= 6, 5000)
-        store.readFault = undefined
-        assert.ok(a.connected && b.connected, `sockets stay connected while the store ${name}`)
-        assert.deepEqual([seenA.revoked, seenB.revoked], [[], []], `no revocation while the store ${name}`)
-      }
-      assert.ok(logs.lines.some((line) => String(line.msg).includes('could not revalidate')), 'the outage is logged as a warning')
-      assert.equal(registryStats(t.app).sessions, 2)
-
-      // The store is back: the next round sees that b's session was deleted meanwhile (out of band) and ends b only.
-      store.map.delete(sessionIdOf(cookieB))
-      await waitFor('b revoked after the store came back', () => seenB.disconnected.length > 0, 3000)
-      assert.deepEqual(seenB.revoked, ['revoked'])
-      assert.deepEqual(seenB.disconnected, ['io server disconnect'])
+    t.after(() => { a.close(); b.close() })
+    const faults: Array<[string, Fault]> = [
+      ['errors', (cb) => cb(new Error('ECONNREFUSED'))],
+      ['hangs', hang],
+      ['throws', () => { throw new Error('store exploded') }],
+      ['rejects', () => Promise.reject(new Error('pool exhausted'))]
+    ]
+    for (const [name, fault] of faults) {
       const getsBefore = store.gets
-      await waitFor('two more rounds for a', () => store.gets - getsBefore >= 2, 3000)
-      assert.ok(a.connected, 'a, whose session is intact, stays connected')
-      assert.deepEqual(seenA.revoked, [])
-    } finally {
-      a.close()
-      b.close()
+      store.readFault = fault
+      // Three rounds for each of the two sessions.
+      await waitFor(`three revalidation rounds while the store ${name}`, () => store.gets - getsBefore >= 6, 5000)
+      store.readFault = undefined
+      assert.ok(a.connected && b.connected, `sockets stay connected while the store ${name}`)
+      assert.deepEqual([seenA.revoked, seenB.revoked], [[], []], `no revocation while the store ${name}`)
     }
-    await waitFor('registry empty', () => registryStats(t.app).sessions === 0 && registryStats(t.app).timers === 0, 2000)
+    assert.ok(logs.lines.some((line) => String(line.msg).includes('could not revalidate')), 'the outage is logged as a warning')
+    assert.equal(registryStats(app.app).sessions, 2)
+
+    // The store is back: the next round sees that b's session was deleted meanwhile (out of band) and ends b only.
+    store.map.delete(sessionIdOf(cookieB))
+    await waitFor('b revoked after the store came back', () => seenB.disconnected.length > 0, 3000)
+    assert.deepEqual(seenB.revoked, ['revoked'])
+    assert.deepEqual(seenB.disconnected, ['io server disconnect'])
+    const getsBefore = store.gets
+    await waitFor('two more rounds for a', () => store.gets - getsBefore >= 2, 3000)
+    assert.ok(a.connected, 'a, whose session is intact, stays connected')
+    assert.deepEqual(seenA.revoked, [])
+    // Closed here: the registry must empty once they are gone.
+    a.close()
+    b.close()
+    await waitFor('registry empty', () => registryStats(app.app).sessions === 0 && registryStats(app.app).timers === 0, 2000)
     assert.deepEqual(health.problems, [])
   })
 
-  test('an expiry that falls during the outage still ends the socket (fail closed)', async () => {
-    const response = await t.app.inject({ method: 'POST', url: '/login-brief', payload: { ms: 900 } })
+  test('an expiry that falls during the outage still ends the socket (fail closed)', async (t) => {
+    const response = await app.app.inject({ method: 'POST', url: '/login-brief', payload: { ms: 900 } })
     const value = response.cookies.find((c) => c.name === 'sessionId')?.value
     assert.ok(value !== undefined)
-    const socket = await connected(t.url, { cookie: `sessionId=${encodeURIComponent(value)}` })
+    const socket = await connected(app.url, { cookie: `sessionId=${encodeURIComponent(value)}` })
     const seen = track(socket)
-    store.readFault = (cb) => cb(new Error('ECONNREFUSED'))
-    try {
-      await waitFor('expiry during the outage', () => seen.disconnected.length > 0, 3000)
-      assert.deepEqual(seen.revoked, ['expired'])
-    } finally {
+    t.after(() => {
       store.readFault = undefined
       socket.close()
-    }
+    })
+    store.readFault = (cb) => cb(new Error('ECONNREFUSED'))
+    await waitFor('expiry during the outage', () => seen.disconnected.length > 0, 3000)
+    assert.deepEqual(seen.revoked, ['expired'])
     assert.deepEqual(health.problems, [])
   })
 
-  test('garbage from the store during revalidation ends the socket (not a session any more)', async () => {
-    const cookie = await t.login('carol')
-    const socket = await connected(t.url, { cookie })
+  test('garbage from the store during revalidation ends the socket (not a session any more)', async (t) => {
+    const cookie = await app.login('carol')
+    const socket = await connected(app.url, { cookie })
     const seen = track(socket)
-    store.readFault = (cb) => cb(null, { cookie: { expires: 'not a date' } })
-    try {
-      await waitFor('revocation on garbage', () => seen.disconnected.length > 0, 3000)
-      assert.deepEqual(seen.revoked, ['revoked'])
-    } finally {
+    t.after(() => {
       store.readFault = undefined
       socket.close()
-    }
-    await waitFor('registry empty', () => registryStats(t.app).sessions === 0 && registryStats(t.app).timers === 0, 2000)
+    })
+    store.readFault = (cb) => cb(null, { cookie: { expires: 'not a date' } })
+    await waitFor('revocation on garbage', () => seen.disconnected.length > 0, 3000)
+    assert.deepEqual(seen.revoked, ['revoked'])
+    await waitFor('registry empty', () => registryStats(app.app).sessions === 0 && registryStats(app.app).timers === 0, 2000)
     assert.deepEqual(health.problems, [])
   })
 })

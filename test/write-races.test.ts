@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { connected, refusedWith, saveOnSocketEvent, sessionIdOf, sleep, startApp, type StartOptions, type TestApp } from './support/app'
+import { connected, connectedFor, refusedWith, saveOnSocketEvent, sessionIdOf, sleep, startApp, type StartOptions, type TestApp } from './support/app'
 import { TestStore } from './support/store'
 
 const LATENCY = 40
@@ -87,13 +87,11 @@ test('a socket-side session.save() overlapping an HTTP logout (socket 60 ms befo
 
   const failures = await eachOffset(async (offset, label) => {
     const cookie = await app.login('ada')
-    const socket = await connected(app.url, { cookie })
-    try {
-      const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), () => bump(socket))
-      assert.equal(status, 200, `${label}: logout answered`)
-      await sleep(SETTLE)
-      await assertGone(app, store, cookie, label)
-    } finally { socket.close() }
+    const socket = await connectedFor(t, app.url, { cookie })
+    const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), () => bump(socket))
+    assert.equal(status, 200, `${label}: logout answered`)
+    await sleep(SETTLE)
+    await assertGone(app, store, cookie, label)
   })
   assert.deepEqual(failures, [])
 })
@@ -112,14 +110,12 @@ test('a keep-alive write overlapping an HTTP logout (event 60 ms before .. 60 ms
 
   const failures = await eachOffset(async (offset, label) => {
     const cookie = await app.login('ada')
-    const socket = await connected(app.url, { cookie })
-    try {
-      await sleep(5) // past keepAliveInterval since the handshake
-      const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), async () => { socket.emit('typing') })
-      assert.equal(status, 200, `${label}: logout answered`)
-      await sleep(SETTLE)
-      await assertGone(app, store, cookie, label)
-    } finally { socket.close() }
+    const socket = await connectedFor(t, app.url, { cookie })
+    await sleep(5) // past keepAliveInterval since the handshake
+    const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), async () => { socket.emit('typing') })
+    assert.equal(status, 200, `${label}: logout answered`)
+    await sleep(SETTLE)
+    await assertGone(app, store, cookie, label)
   }, 'keep-alive event')
   assert.deepEqual(failures, [])
 })
@@ -129,15 +125,13 @@ test('a socket save overlapping an HTTP demotion (socket 60 ms before .. 60 ms a
   const failures = await eachOffset(async (offset, label) => {
     const cookie = await app.login('ada', 'admin')
     const sessionId = sessionIdOf(cookie)
-    const socket = await connected(app.url, { cookie })
-    try {
-      const [status, ack] = await overlap(offset, () => post(app.url, '/demote', cookie), () => bump(socket))
-      assert.equal(status, 200, `${label}: the demotion answered`)
-      assert.ok(ack === 'ok' || ack === CONFLICT, `${label}: the socket save resolved or was refused as a conflict, got ${String(ack)}`)
-      await sleep(SETTLE)
-      const record = store.peek(sessionId) as { user?: { role?: string } } | undefined
-      assert.equal(record?.user?.role, 'user', `${label}: the HTTP demotion stands`)
-    } finally { socket.close() }
+    const socket = await connectedFor(t, app.url, { cookie })
+    const [status, ack] = await overlap(offset, () => post(app.url, '/demote', cookie), () => bump(socket))
+    assert.equal(status, 200, `${label}: the demotion answered`)
+    assert.ok(ack === 'ok' || ack === CONFLICT, `${label}: the socket save resolved or was refused as a conflict, got ${String(ack)}`)
+    await sleep(SETTLE)
+    const record = store.peek(sessionId) as { user?: { role?: string } } | undefined
+    assert.equal(record?.user?.role, 'user', `${label}: the HTTP demotion stands`)
   })
   assert.deepEqual(failures, [])
 })

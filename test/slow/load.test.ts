@@ -41,11 +41,11 @@ function transportError (err: Error & { description?: unknown }): string {
   return `${err.message}: ${cause?.error?.code ?? ''} ${cause?.error?.message ?? cause?.message ?? String(cause)}`
 }
 
-test(`load: ${TOTAL} concurrent WebSocket handshakes, half valid and half invalid, each answered right`, async (tt) => {
+test(`load: ${TOTAL} concurrent WebSocket handshakes, half valid and half invalid, each answered right`, async (t) => {
   const health = watchProcess()
   const logs = logCapture()
   const store = new TestStore()
-  const t = await startApp({
+  const app = await startApp({
     fastify: { logger: { level: 'warn', stream: logs.stream } },
     session: { store },
     // The defaults (60 s revalidation), as in production, except a longer
@@ -56,72 +56,71 @@ test(`load: ${TOTAL} concurrent WebSocket handshakes, half valid and half invali
     backlog: 4096
   })
   const clients: ClientSocket[] = []
-  try {
-    let serverConnections = 0
-    t.app.io.on('connection', () => { serverConnections++ })
-
-    const valid = Math.ceil(TOTAL / 2)
-    const invalid = TOTAL - valid
-    const attempts: Attempt[] = []
-    const cookies = await Promise.all(Array.from({ length: valid }, (_, i) => t.login(`user-${i}`)))
-    for (const cookie of cookies) attempts.push({ kind: 'valid', cookie, expect: 'ADMIT' })
-    const loggedOut = await t.login('gone')
-    await t.logout(loggedOut)
-    const sample = cookieValueOf(cookies[0])
-    const invalidKinds: Array<() => Attempt> = [
-      () => ({ kind: 'forged signature', cookie: `sessionId=${encodeURIComponent(sample.slice(0, -3) + 'AAA')}`, expect: 'SESSION_INVALID' }),
-      () => ({ kind: 'unknown id, valid signature', cookie: signed(randomUUID()), expect: 'SESSION_INVALID' }),
-      () => ({ kind: 'logged-out session', cookie: loggedOut, expect: 'SESSION_INVALID' }),
-      () => ({ kind: 'no cookie', expect: 'SESSION_REQUIRED' }),
-      () => ({ kind: 'foreign origin', cookie: cookies[0], origin: 'https://evil.example', expect: 'websocket error:  Unexpected server response: 403' })
-    ]
-    for (let i = 0; i < invalid; i++) attempts.push(invalidKinds[i % invalidKinds.length]())
-    const random = prng(SEED)
-    for (let i = attempts.length - 1; i > 0; i--) {
-      const j = Math.floor(random() * (i + 1))
-      ;[attempts[i], attempts[j]] = [attempts[j], attempts[i]]
-    }
-    const storeSize = store.size
-    const setsBefore = store.sets
-
-    const started = Date.now()
-    const results = await Promise.all(attempts.map((attempt) => new Promise<{ attempt: Attempt, got: string }>((resolve) => {
-      const extraHeaders: Record<string, string> = {}
-      if (attempt.cookie !== undefined) extraHeaders.cookie = attempt.cookie
-      if (attempt.origin !== undefined) extraHeaders.origin = attempt.origin
-      const socket = connectClient(t.url, { transports: ['websocket'], forceNew: true, reconnection: false, timeout: 120_000, extraHeaders })
-      clients.push(socket)
-      socket.once('connect', () => resolve({ attempt, got: 'ADMIT' }))
-      socket.once('connect_error', (err: Error & { description?: unknown }) => resolve({ attempt, got: transportError(err) }))
-    })))
-    const elapsed = Date.now() - started
-
-    const wrong = results.filter((r) => r.got !== r.attempt.expect)
-    const summary = wrong.slice(0, 5).map((r) => `${r.attempt.kind}: expected ${r.attempt.expect}, got ${r.got}`)
-    assert.deepEqual(summary, [], `${wrong.length} of ${TOTAL} handshakes answered wrong`)
-    const admitted = results.filter((r) => r.got === 'ADMIT').length
-    assert.equal(admitted, valid)
-    assert.equal(serverConnections, valid, 'the server saw exactly the valid connections')
-    assert.equal(t.app.io.of('/').sockets.size, valid, 'all valid sockets are connected at once')
-    const stats = registryStats(t.app)
-    assert.equal(stats.sessions, valid, 'one registry entry per session')
-    assert.equal(store.size, storeSize, 'no session was created by a handshake')
-    assert.equal(store.sets, setsBefore, 'the store was never written by a handshake')
-
-    for (const client of clients) client.close()
-    const deadline = Date.now() + 10_000
-    while ((t.app.io.of('/').sockets.size > 0 || registryStats(t.app).sessions > 0) && Date.now() < deadline) await sleep(50)
-    assert.equal(t.app.io.of('/').sockets.size, 0, 'every socket gone after the clients closed')
-    assert.deepEqual(registryStats(t.app), { sessions: 0, timers: 0 })
-
-    assert.deepEqual(logs.atLeast(LEVEL.error), [], 'no error logged')
-    assert.deepEqual(health.problems, [], 'no unhandled rejection or uncaught exception')
-    const byCode: Record<string, number> = {}
-    for (const r of results) byCode[r.got] = (byCode[r.got] ?? 0) + 1
-    tt.diagnostic(`load: ${TOTAL} handshakes in flight together, answered in ${elapsed} ms (${Math.round(TOTAL / (elapsed / 1000))}/s); ${JSON.stringify(byCode)}; 0 wrong`)
-  } finally {
+  t.after(async () => {
     health.stop()
     for (const client of clients) client.close()
-    await t.close()
+    await app.close()
+  })
+  let serverConnections = 0
+  app.app.io.on('connection', () => { serverConnections++ })
+
+  const valid = Math.ceil(TOTAL / 2)
+  const invalid = TOTAL - valid
+  const attempts: Attempt[] = []
+  const cookies = await Promise.all(Array.from({ length: valid }, (_, i) => app.login(`user-${i}`)))
+  for (const cookie of cookies) attempts.push({ kind: 'valid', cookie, expect: 'ADMIT' })
+  const loggedOut = await app.login('gone')
+  await app.logout(loggedOut)
+  const sample = cookieValueOf(cookies[0])
+  const invalidKinds: Array<() => Attempt> = [
+    () => ({ kind: 'forged signature', cookie: `sessionId=${encodeURIComponent(sample.slice(0, -3) + 'AAA')}`, expect: 'SESSION_INVALID' }),
+    () => ({ kind: 'unknown id, valid signature', cookie: signed(randomUUID()), expect: 'SESSION_INVALID' }),
+    () => ({ kind: 'logged-out session', cookie: loggedOut, expect: 'SESSION_INVALID' }),
+    () => ({ kind: 'no cookie', expect: 'SESSION_REQUIRED' }),
+    () => ({ kind: 'foreign origin', cookie: cookies[0], origin: 'https://evil.example', expect: 'websocket error:  Unexpected server response: 403' })
+  ]
+  for (let i = 0; i < invalid; i++) attempts.push(invalidKinds[i % invalidKinds.length]())
+  const random = prng(SEED)
+  for (let i = attempts.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    ;[attempts[i], attempts[j]] = [attempts[j], attempts[i]]
   }
+  const storeSize = store.size
+  const setsBefore = store.sets
+
+  const started = Date.now()
+  const results = await Promise.all(attempts.map((attempt) => new Promise<{ attempt: Attempt, got: string }>((resolve) => {
+    const extraHeaders: Record<string, string> = {}
+    if (attempt.cookie !== undefined) extraHeaders.cookie = attempt.cookie
+    if (attempt.origin !== undefined) extraHeaders.origin = attempt.origin
+    const socket = connectClient(app.url, { transports: ['websocket'], forceNew: true, reconnection: false, timeout: 120_000, extraHeaders })
+    clients.push(socket)
+    socket.once('connect', () => resolve({ attempt, got: 'ADMIT' }))
+    socket.once('connect_error', (err: Error & { description?: unknown }) => resolve({ attempt, got: transportError(err) }))
+  })))
+  const elapsed = Date.now() - started
+
+  const wrong = results.filter((r) => r.got !== r.attempt.expect)
+  const summary = wrong.slice(0, 5).map((r) => `${r.attempt.kind}: expected ${r.attempt.expect}, got ${r.got}`)
+  assert.deepEqual(summary, [], `${wrong.length} of ${TOTAL} handshakes answered wrong`)
+  const admitted = results.filter((r) => r.got === 'ADMIT').length
+  assert.equal(admitted, valid)
+  assert.equal(serverConnections, valid, 'the server saw exactly the valid connections')
+  assert.equal(app.app.io.of('/').sockets.size, valid, 'all valid sockets are connected at once')
+  const stats = registryStats(app.app)
+  assert.equal(stats.sessions, valid, 'one registry entry per session')
+  assert.equal(store.size, storeSize, 'no session was created by a handshake')
+  assert.equal(store.sets, setsBefore, 'the store was never written by a handshake')
+
+  for (const client of clients) client.close()
+  const deadline = Date.now() + 10_000
+  while ((app.app.io.of('/').sockets.size > 0 || registryStats(app.app).sessions > 0) && Date.now() < deadline) await sleep(50)
+  assert.equal(app.app.io.of('/').sockets.size, 0, 'every socket gone after the clients closed')
+  assert.deepEqual(registryStats(app.app), { sessions: 0, timers: 0 })
+
+  assert.deepEqual(logs.atLeast(LEVEL.error), [], 'no error logged')
+  assert.deepEqual(health.problems, [], 'no unhandled rejection or uncaught exception')
+  const byCode: Record<string, number> = {}
+  for (const r of results) byCode[r.got] = (byCode[r.got] ?? 0) + 1
+  t.diagnostic(`load: ${TOTAL} handshakes in flight together, answered in ${elapsed} ms (${Math.round(TOTAL / (elapsed / 1000))}/s); ${JSON.stringify(byCode)}; 0 wrong`)
 })
