@@ -2,8 +2,10 @@
 // named like Session's methods (touch, save, reload, ...), stored with
 // request.session.set(key, 'x'), with keep-alive writing on every socket event.
 // The app runs in a child process, so a crash shows as an exit; socket events
-// must keep being answered and keep-alive must still extend the expiry.
-import { test, type TestContext } from 'node:test'
+// must keep being answered and keep-alive must still extend the expiry. One
+// child serves every key (each test its own session), so a crash on one key
+// fails that test and every later one.
+import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
@@ -19,8 +21,8 @@ interface Child {
   exited: () => string | undefined
 }
 
-/** Starts the fixture app in a child process; killed when the test ends. */
-async function startChild (t: TestContext): Promise<Child> {
+/** Starts the fixture app in a child process; `stop()` kills it unless it has exited. */
+async function startChild (): Promise<Child & { stop: () => void }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures', 'method-named-keys.ts')], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -31,10 +33,12 @@ async function startChild (t: TestContext): Promise<Child> {
     const error = stderr.split('\n').find((line) => /Error/.test(line)) ?? stderr.trim().slice(0, 300)
     exit = `exited with code ${code} (signal ${signal}): ${error.trim()}`
   })
-  t.after(() => { if (exit === undefined) child.kill('SIGKILL') })
   const url = await new Promise<string>((resolve, reject) => {
     let stdout = ''
-    const timer = setTimeout(() => reject(new Error('the fixture printed no URL within 20 s')), 20_000)
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error('the fixture printed no URL within 20 s'))
+    }, 20_000)
     child.stdout.on('data', (chunk: Buffer) => {
       stdout += chunk.toString()
       const line = stdout.split('\n').find((l) => l.startsWith('http://'))
@@ -48,7 +52,7 @@ async function startChild (t: TestContext): Promise<Child> {
       reject(new Error(`the fixture ${exit ?? 'exited'} before printing its URL`))
     })
   })
-  return { url, process: child, exited: () => exit }
+  return { url, process: child, exited: () => exit, stop: () => { if (exit === undefined) child.kill('SIGKILL') } }
 }
 
 interface Stored { found: boolean, expires: number | null, value: unknown }
@@ -59,9 +63,12 @@ async function stored (url: string, id: string, key: string): Promise<Stored> {
   return (await response.json()) as Stored
 }
 
+let child: Child & { stop: () => void }
+before(async () => { child = await startChild() })
+after(() => child?.stop())
+
 for (const key of KEYS) {
   test(`a session holding the key "${key}" (set over HTTP), with keepAlive on every event: socket events are answered, the process stays up, the expiry moves forward`, async (t) => {
-    const child = await startChild(t)
     const login = await fetch(`${child.url}/login`, { method: 'POST' })
     assert.equal(login.status, 200)
     const cookie = cookieFromResponse(login)
