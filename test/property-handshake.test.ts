@@ -13,7 +13,8 @@
  *       support/guard-probe.ts) called on a synthetic `{ headers, socket }`
  *       request, in a real Fastify app with @fastify/cookie, @fastify/session,
  *       the plugin and a real MemoryStore holding sessions made by real
- *       logins: FC_RUNS cases per property (default 10,000);
+ *       logins: FC_RUNS cases per property (default 2,000 here;
+ *       test/slow/property-handshake-full.test.ts runs 10,000);
  *   (b) real socket.io-client handshakes over WebSocket against the same app:
  *       FC_E2E_RUNS cases (default 200), header values restricted to what
  *       HTTP can carry.
@@ -36,7 +37,7 @@ import { guardOf, probeFaults, probeHandshake, type GuardMiddleware } from './su
 import { LEVEL, logCapture, watchProcess } from './support/health'
 import { TestStore } from './support/store'
 
-const RUNS = positiveIntFromEnv('FC_RUNS', 10_000)
+const RUNS = positiveIntFromEnv('FC_RUNS', 2_000)
 const E2E_RUNS = positiveIntFromEnv('FC_E2E_RUNS', 200)
 const SEED = positiveIntFromEnv('FC_SEED', 20_250_601)
 
