@@ -7,7 +7,8 @@ import { join, resolve } from 'node:path'
 
 // `npm run bench -- --smoke` end to end (ten connections per batch), so the
 // harness cannot rot: every variant and every figure is reported, every
-// handshake ended as it should. No timings are asserted.
+// handshake ended as it should. No timings are asserted. A slow test: it
+// starts a process per variant and tests the harness, not the plugin.
 
 const VARIANTS = ['bare', 'plugin', 'rule', 'naive', 'express', 'forged']
 const CELLS = ['held/distinct', 'held/shared', 'cycle/distinct', 'cycle/shared']
@@ -16,7 +17,7 @@ test('npm run bench -- --smoke reports every variant, cell and target', { timeou
   const dir = await mkdtemp(join(tmpdir(), 'bench-smoke-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
   const { code, stdout, stderr } = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolvePromise) => {
-    execFile(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--results-dir', dir], { cwd: resolve(__dirname, '..'), timeout: 55_000 },
+    execFile(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--results-dir', dir], { cwd: resolve(__dirname, '..', '..'), timeout: 55_000 },
       (error, stdout, stderr) => resolvePromise({ code: error === null ? 0 : (error.code as number | null), stdout, stderr }))
   })
   assert.equal(code, 0, `${stderr}\n${stdout}`)
