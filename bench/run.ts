@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --full] [-- --profile plugin,bare] [-- --users] [-- --smoke]
+ * npm run bench [-- --full] [-- --profile plugin,bare] [-- --users] [-- --smoke] [-- --variants bare,plugin]
  *
  * Every server variant in a process of its own, one client process driving them
  * over 127.0.0.1, interleaved rounds; server CPU, GC and allocation from each
@@ -24,6 +24,7 @@ const { values: args } = parseArgs({
     smoke: { type: 'boolean', default: false },
     users: { type: 'boolean' },
     profile: { type: 'string' },
+    variants: { type: 'string' },
     'results-dir': { type: 'string', default: join(ROOT, 'bench', 'results') }
   }
 })
@@ -96,7 +97,10 @@ async function main (): Promise<void> {
   const load0 = loadavg()[0] as number
   const redis = args.users ?? (args.full && await reachable(6379))
   if (redis && !await reachable(6379)) throw new Error('--users needs Redis at 127.0.0.1:6379 (redis-server --daemonize yes)')
-  const variants: Variant[] = ['bare', 'plugin', 'rule', 'naive', 'express', 'forged', ...(redis ? ['users' as const] : [])]
+  const all: Variant[] = ['bare', 'plugin', 'rule', 'naive', 'express', 'forged', ...(redis ? ['users' as const] : [])]
+  // A subset, for working on one figure; bare always runs (every ratio is to it), and targets whose variants did not run read n/a.
+  const chosen = args.variants?.split(',')
+  const variants = chosen === undefined ? all : all.filter((v) => v === 'bare' || chosen.includes(v))
   const profiled = (args.profile ?? '').split(',').filter(Boolean) as Variant[]
   const dir = join(ROOT, '.tmp', `bench-${process.pid}`)
   const resultsDir = resolve(args['results-dir'])

@@ -7,7 +7,7 @@ import { redactError } from './log'
 import type { OriginCheck } from './origin'
 import type { RefusalLog } from './refusal-log'
 import type { Rules } from './rules'
-import type { SessionAccess } from './store-access'
+import type { SessionAccess, StoreRead } from './store-access'
 import { expiryOf } from './store-access'
 import { sessionKey } from './hashed-ids'
 import type { HolderDeps } from './session-holder'
@@ -63,7 +63,12 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
   const { access, readSessionCookie, originRefusal, rules, log, logRefusal, revokedSince, exposesUser } = deps
   const admissions = new WeakMap<SessionSocket, Admission>()
 
-  async function admit (socket: SessionSocket): Promise<Verdict> {
+  // Read top to bottom: each step returns a verdict, or the next step's
+  // promise when it had to wait (a store that answers later, an async rule).
+  // Nothing waits when nothing must: with a store that answers synchronously
+  // and synchronous rules, a socket is judged in the turn it asked, as
+  // Socket.IO would admit it with no check at all.
+  function admit (socket: SessionSocket): Verdict | Promise<Verdict> {
     const request = socket.request
     // The gate judged this request already; judged again here, the guard is whole on its own.
     const originReason = originRefusal(request)
@@ -77,7 +82,10 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
 
     const key = sessionKey(sessionId)
     const checkedAt = Date.now()
-    const read = await access.read(sessionId)
+    return then(access.read(sessionId), (read) => judgeStored(socket, read, sessionId, key, checkedAt))
+  }
+
+  function judgeStored (socket: SessionSocket, read: StoreRead, sessionId: string, key: string, checkedAt: number): Verdict | Promise<Verdict> {
     switch (read.status) {
       case 'unavailable': return refused('SESSION_STORE_UNAVAILABLE', `store failed: ${redactError(read.error, sessionId).message}`, key)
       case 'missing': return refused('SESSION_INVALID', 'session not in store', key)
@@ -89,36 +97,48 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
 
     let holder: SessionHolder
     try {
-      holder = new SessionHolder(request, deps.holder, read.record, sessionId, key, checkedAt)
+      holder = new SessionHolder(socket.request, deps.holder, read.record, sessionId, key, checkedAt)
     } catch (error) {
       log.error({ err: redactError(error, sessionId), session: key }, '@fastify/session could not restore a stored session; connection refused')
       return refused('SESSION_INVALID', 'stored session could not be restored', key)
     }
     // Before the rules, which may read them.
     exposeOn(socket.data, holder, exposesUser)
-    const verdict = await rules(holder, socket)
-    if (!verdict.ok) return refused(verdict.code, verdict.reason, key)
-    // A logout while the store read or an async rule ran: what was read is
-    // stale. Checked last, as Socket.IO emits 'connection' right after.
-    const revoked = revokedSince(key, checkedAt)
-    if (revoked !== undefined) return refused('SESSION_INVALID', `session ended (${revoked}) during the handshake`, key)
-    return { ok: true, holder, key, sessionId, expiresAt, checkedAt }
+    return then(rules(holder, socket), (verdict) => {
+      if (!verdict.ok) return refused(verdict.code, verdict.reason, key)
+      // A logout while the store read or an async rule ran: what was read is
+      // stale. Checked last, as Socket.IO emits 'connection' right after.
+      const revoked = revokedSince(key, checkedAt)
+      if (revoked !== undefined) return refused('SESSION_INVALID', `session ended (${revoked}) during the handshake`, key)
+      return { ok: true, holder, key, sessionId, expiresAt, checkedAt }
+    })
+  }
+
+  function decide (socket: SessionSocket, next: (err?: ExtendedError) => void, verdict: Verdict): void {
+    if (verdict.ok) {
+      admissions.set(socket, verdict)
+      next()
+      return
+    }
+    logRefusal(verdict.code, { reason: verdict.reason, namespace: socket.nsp.name, session: verdict.key })
+    next(refusal(verdict.code))
+  }
+
+  function failClosed (next: (err?: ExtendedError) => void, error: unknown): void {
+    // Nothing above should throw; if it does, the door stays shut.
+    log.error({ err: redactError(error, undefined) }, 'handshake failed')
+    next(refusal('SESSION_STORE_UNAVAILABLE'))
   }
 
   const guard = ((socket, next) => {
-    admit(socket).then((verdict) => {
-      if (verdict.ok) {
-        admissions.set(socket, verdict)
-        next()
-        return
-      }
-      logRefusal(verdict.code, { reason: verdict.reason, namespace: socket.nsp.name, session: verdict.key })
-      next(refusal(verdict.code))
-    }, (error: unknown) => {
-      // Nothing above should throw; if it does, the door stays shut.
-      log.error({ err: redactError(error, undefined) }, 'handshake failed')
-      next(refusal('SESSION_STORE_UNAVAILABLE'))
-    })
+    let verdict: Verdict | Promise<Verdict>
+    try {
+      verdict = admit(socket)
+    } catch (error) {
+      return failClosed(next, error)
+    }
+    if (verdict instanceof Promise) verdict.then((v) => decide(socket, next, v), (error: unknown) => failClosed(next, error))
+    else decide(socket, next, verdict)
   }) as Guard
   guard.admissionOf = (socket) => {
     const admission = admissions.get(socket)
@@ -152,10 +172,20 @@ const USER_PROPERTY: PropertyDescriptor = {
   configurable: true
 }
 
+/** The holder of an admitted socket's session. */
+export function holderOf (socket: SessionSocket): SessionHolder {
+  return (socket.data as unknown as Exposed)[HOLDER]
+}
+
 function exposeOn (data: object, holder: SessionHolder, withUser: boolean): void {
   Object.defineProperty(data, HOLDER, { value: holder, configurable: true })
   Object.defineProperty(data, 'session', SESSION_PROPERTY)
   if (withUser) Object.defineProperty(data, 'user', USER_PROPERTY)
+}
+
+/** `next(value)`, now if `value` is here, or once it is. */
+function then<T, R> (value: T | Promise<T>, next: (value: T) => R | Promise<R>): R | Promise<R> {
+  return value instanceof Promise ? value.then(next) : next(value)
 }
 
 function refused (code: RefusalCode, reason: string, key?: string): Refused {

@@ -8,7 +8,11 @@ import { storedUserId, type UserIdentifier } from './options'
 import type { Rules } from './rules'
 import { roomOfKey, roomOfUserKey, userKey } from './hashed-ids'
 import type { SessionHolder } from './session-holder'
+import { sessionView } from './session-holder'
+import { holderOf } from './handshake'
 import { WriteGuard } from './write-guard'
+import type { Deadline } from './deadlines'
+import { Deadlines } from './deadlines'
 import { reachesOtherNodes } from './upstream/socket-io'
 import type { RevocationReason, RevokedPayload, SessionSocket, SessionSocketServer } from './types'
 
@@ -23,7 +27,6 @@ const CHANGE_EVENT = 'fastify-session-socket-auth:changed'
 const USER_REVOKE_EVENT = 'fastify-session-socket-auth:revoke-user'
 const USER_REAUTHORIZE_EVENT = 'fastify-session-socket-auth:reauthorize-user'
 export const REVOCATION_REASONS: ReadonlySet<RevocationReason> = new Set<RevocationReason>(['logout', 'regenerate', 'expired', 'revoked', 'forbidden'])
-const MAX_TIMEOUT = 2 ** 31 - 1
 // How long a revocation is remembered beyond the store timeout, for handshakes
 // that read the store before it and reach bind() after it (async authorize rules included).
 const LATE_HANDSHAKE_MARGIN = 30_000
@@ -42,20 +45,21 @@ export interface RevocationOptions {
   keepAliveInterval: number
 }
 
-/** All sockets and Engine.IO connections of one session on this node, and the one timer that watches that session. */
-interface Entry {
+/** All sockets and Engine.IO connections of one session on this node, and its next deadline (expiry or revalidation). */
+interface Entry extends Deadline {
   readonly key: string
   readonly sessionId: string
   /** The user's key, from `identify` on the session as last read; undefined when the session has no user. */
   userKey: string | undefined
-  readonly sockets: Map<SessionSocket, SessionHolder>
+  // Arrays, not a Map and a Set: most sessions have one or a few sockets, and
+  // an array of one costs a tenth of a Map's table. Order means nothing.
+  readonly sockets: SessionSocket[]
   // A connection outlives its sockets (a client may leave every namespace and
   // open one later): it is ended with its session even with no socket open.
-  readonly conns: Set<EngineSocket>
+  readonly conns: EngineSocket[]
   expiresAt: number
   nextCheckAt: number
   lastTouch: number
-  timer: NodeJS.Timeout | undefined
   /** A refresh after a change elsewhere is running; another change meanwhile runs one more. */
   refreshing: Promise<void> | undefined
   refreshAgain: boolean
@@ -68,7 +72,7 @@ interface Entry {
  * connections on logout, regenerate, expiry and out-of-band deletion, here and
  * on every other node.
  *
- * Work is per session, not per socket: one timer and one store read per
+ * Work is per session, not per socket: one deadline and one store read per
  * interval for a session, however many tabs and namespaces it has open.
  */
 export class Revocation {
@@ -85,6 +89,10 @@ export class Revocation {
   // below, shared by all of them, binding allocates no closure per socket.
   readonly #entryOf = new WeakMap<SessionSocket | EngineSocket, Entry>()
   readonly #onEnd: (this: SessionSocket | EngineSocket) => void
+  readonly #deadlines = new Deadlines<Entry>((entry) => {
+    this.#check(entry).catch((error: unknown) => this.#logFailure('revalidation', error, entry.sessionId))
+  })
+
   #closed = false
 
   constructor (opts: RevocationOptions) {
@@ -120,11 +128,9 @@ export class Revocation {
     return this.#entries.size
   }
 
-  /** Timers this registry holds (for tests: they must go when the sockets go). */
+  /** Sessions with a deadline queued (for tests: they must go when the sockets go). */
   get timerCount (): number {
-    let count = 0
-    for (const entry of this.#entries.values()) if (entry.timer !== undefined) count++
-    return count
+    return this.#deadlines.size
   }
 
   /** Called when an admitted socket connects to its namespace. */
@@ -139,19 +145,20 @@ export class Revocation {
         key: admission.key,
         sessionId: admission.sessionId,
         userKey: undefined,
-        sockets: new Map(),
-        conns: new Set(),
+        sockets: [],
+        conns: [],
         expiresAt: admission.expiresAt,
         nextCheckAt: this.#nextRevalidation(now),
         lastTouch: now,
-        timer: undefined,
+        dueAt: Infinity,
+        slot: -1,
         refreshing: undefined,
         refreshAgain: false,
         stale: false
       }
       this.#entries.set(entry.key, entry)
     }
-    entry.sockets.set(socket, admission.holder)
+    entry.sockets.push(socket)
     // This socket's read is the session's latest: it may name another user (a login or logout done in place).
     const user = this.#userKeyOf(admission.holder)
     if (user !== entry.userKey) this.#setUser(entry, user)
@@ -164,8 +171,8 @@ export class Revocation {
     // on, not once (which wraps the shared handler in a closure per socket); #unbind takes it off.
     socket.on('disconnect', this.#onEnd)
     const conn = socket.conn
-    if (!entry.conns.has(conn)) {
-      entry.conns.add(conn)
+    if (!entry.conns.includes(conn)) {
+      entry.conns.push(conn)
       this.#entryOf.set(conn, entry)
       conn.on('close', this.#onEnd)
     }
@@ -222,7 +229,7 @@ export class Revocation {
   #changedLocal (key: string, expiresAt: number): void {
     const entry = this.#entries.get(key)
     if (entry === undefined) return
-    // A session's life was shortened: its timer must fire at the new end, not the old one.
+    // A session's life was shortened: its deadline moves to the new end.
     if (expiresAt < entry.expiresAt) {
       entry.expiresAt = expiresAt
       this.#schedule(entry)
@@ -258,12 +265,12 @@ export class Revocation {
           return
         }
         entry.stale = false
-        for (const holder of entry.sockets.values()) holder.refresh(read.record, readAt)
-        const [first] = entry.sockets.values()
-        const user = first === undefined ? undefined : this.#userKeyOf(first)
+        for (const socket of entry.sockets) holderOf(socket).refresh(read.record, readAt)
+        const [first] = entry.sockets
+        const user = first === undefined ? undefined : this.#userKeyOf(holderOf(first))
         if (user !== entry.userKey) this.#setUser(entry, user)
-        await Promise.all([...entry.sockets].map(async ([socket, holder]) => {
-          const verdict = await this.#opts.rules(holder, socket)
+        await Promise.all(entry.sockets.map(async (socket) => {
+          const verdict = await this.#opts.rules(holderOf(socket), socket)
           // A user that cannot be loaded after a change fails closed too: the change may be what took access away.
           if (verdict.ok || !socket.connected) return
           this.#opts.log.debug({ session: entry.key, namespace: socket.nsp.name, code: verdict.code, reason: verdict.reason }, 'a changed session no longer passes the rules; the socket leaves the namespace')
@@ -279,7 +286,7 @@ export class Revocation {
   #userKeyOf (holder: SessionHolder): string | undefined {
     try {
       const field = this.#opts.identifyField
-      const id = field === undefined ? this.#opts.identify(holder.session) : storedUserId(holder.peek(field))
+      const id = field === undefined ? this.#opts.identify(sessionView(holder)) : storedUserId(holder.peek(field))
       if (id === undefined || id === null || id === '') return undefined
       // Anything else would name one shared room for every user it is given for ('[object Object]', 'NaN').
       if (!(typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)))) {
@@ -307,7 +314,7 @@ export class Revocation {
       if (entries === undefined) this.#byUser.set(next, entries = new Set())
       entries.add(entry)
     }
-    for (const socket of entry.sockets.keys()) {
+    for (const socket of entry.sockets) {
       if (previous !== undefined && previous !== next) socket.leave(roomOfUserKey(previous))
       if (next !== undefined) socket.join(roomOfUserKey(next))
     }
@@ -320,8 +327,8 @@ export class Revocation {
     const entry = this.#entries.get(key)
     if (entry !== undefined) {
       this.#forget(entry)
-      this.#end([...entry.sockets.keys()], [...entry.conns], reason)
-      this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.size, connections: entry.conns.size }, 'session ended its sockets')
+      this.#end([...entry.sockets], [...entry.conns], reason)
+      this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.length, connections: entry.conns.length }, 'session ended its sockets')
     }
     return repaired
   }
@@ -336,6 +343,7 @@ export class Revocation {
   close (): void {
     this.#closed = true
     for (const entry of [...this.#entries.values()]) this.#forget(entry)
+    this.#deadlines.clear()
     this.#recent.clear()
   }
 
@@ -386,14 +394,13 @@ export class Revocation {
     const entry = this.#entryOf.get(member)
     if (entry === undefined) return
     this.#entryOf.delete(member)
-    if (entry.sockets.delete(member as SessionSocket)) (member as SessionSocket).off('disconnect', this.#onEnd)
-    if (entry.conns.delete(member as EngineSocket)) (member as EngineSocket).off('close', this.#onEnd)
-    if (entry.sockets.size === 0 && entry.conns.size === 0) this.#forget(entry)
+    if (removeFrom(entry.sockets, member as SessionSocket)) (member as SessionSocket).off('disconnect', this.#onEnd)
+    if (removeFrom(entry.conns, member as EngineSocket)) (member as EngineSocket).off('close', this.#onEnd)
+    if (entry.sockets.length === 0 && entry.conns.length === 0) this.#forget(entry)
   }
 
   #forget (entry: Entry): void {
-    clearTimeout(entry.timer)
-    entry.timer = undefined
+    this.#deadlines.delete(entry)
     if (this.#entries.get(entry.key) === entry) this.#entries.delete(entry.key)
     if (entry.userKey === undefined) return
     const entries = this.#byUser.get(entry.userKey)
@@ -411,19 +418,11 @@ export class Revocation {
   }
 
   #schedule (entry: Entry): void {
-    clearTimeout(entry.timer)
-    entry.timer = undefined
-    const due = Math.min(entry.expiresAt, entry.nextCheckAt)
-    if (due === Infinity || this.#closed) return
-    const timer = setTimeout(() => {
-      this.#check(entry).catch((error: unknown) => this.#logFailure('revalidation', error, entry.sessionId))
-    }, Math.min(Math.max(due - Date.now(), 0), MAX_TIMEOUT))
-    timer.unref()
-    entry.timer = timer
+    if (this.#closed || this.#entries.get(entry.key) !== entry) return
+    this.#deadlines.set(entry, Math.min(entry.expiresAt, entry.nextCheckAt))
   }
 
   async #check (entry: Entry): Promise<void> {
-    entry.timer = undefined
     const read = await this.#opts.access.read(entry.sessionId)
     if (this.#entries.get(entry.key) !== entry) return
     const now = Date.now()
@@ -496,4 +495,13 @@ export class Revocation {
   #logFailure (what: string, error: unknown, sessionId: string | undefined): void {
     this.#opts.log.warn({ err: redactError(error, sessionId) }, `${what} failed`)
   }
+}
+
+/** Takes `item` out of `list` (order is not kept); whether it was there. */
+function removeFrom<T> (list: T[], item: T): boolean {
+  const at = list.indexOf(item)
+  if (at === -1) return false
+  const last = list.pop() as T
+  if (at < list.length) list[at] = last
+  return true
 }

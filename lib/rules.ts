@@ -3,6 +3,7 @@ import type { RefusalCode } from './errors'
 import { redactError } from './log'
 import type { PassportAuthenticator, ResolvedOptions, UserLoader } from './options'
 import type { SessionHolder } from './session-holder'
+import { sessionView } from './session-holder'
 import type { SessionSocket } from './types'
 
 export type RuleVerdict = { ok: true } | { ok: false, code: RefusalCode, reason: string }
@@ -24,10 +25,12 @@ export function createRules (fastify: FastifyInstance, opts: ResolvedOptions, lo
   // Nothing to load or judge: every verified session passes, without building its Session or a promise.
   if (loadUser === undefined && authorize === undefined && namespaces.size === 0) return () => ADMITTED
   return async (holder, socket) => {
+    // Rules and loaders that read fields of the session's data build no Session.
+    const session = sessionView(holder)
     if (loadUser !== undefined) {
       let user: unknown
       try {
-        user = await loadUser(holder.session, socket)
+        user = await loadUser(session, socket)
       } catch (error) {
         logThrow(log, 'loading the user', error, holder, socket)
         return { ok: false, code: 'USER_UNAVAILABLE', reason: 'loadUser threw' }
@@ -37,11 +40,10 @@ export function createRules (fastify: FastifyInstance, opts: ResolvedOptions, lo
     if (userRequired && holder.user === undefined) return { ok: false, code: 'USER_REQUIRED', reason: 'the session has no user' }
     const rule = namespaces.get(socket.nsp.name)
     try {
-      // holder.session only when a rule reads it: it builds the Session.
-      if (authorize !== undefined && await authorize(holder.session, socket) !== true) {
+      if (authorize !== undefined && await authorize(session, socket) !== true) {
         return { ok: false, code: 'FORBIDDEN', reason: 'authorize rule refused' }
       }
-      if (rule !== undefined && await rule(holder.session, socket) !== true) {
+      if (rule !== undefined && await rule(session, socket) !== true) {
         return { ok: false, code: 'FORBIDDEN', reason: `rule for ${socket.nsp.name} refused` }
       }
     } catch (error) {
@@ -71,5 +73,5 @@ function passportLoader (passport: PassportAuthenticator, fastify: FastifyInstan
 }
 
 function logThrow (log: FastifyBaseLogger, what: string, error: unknown, holder: SessionHolder, socket: SessionSocket): void {
-  log.error({ err: redactError(error, holder.session.sessionId), namespace: socket.nsp.name, session: holder.key }, `${what} threw; refused`)
+  log.error({ err: redactError(error, holder.sessionId), namespace: socket.nsp.name, session: holder.key }, `${what} threw; refused`)
 }

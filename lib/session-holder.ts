@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { inspect } from 'node:util'
 import type { FastifySessionObject } from '@fastify/session'
 import stringify from 'safe-stable-stringify'
 import { SessionConflictError, SessionGoneError } from './errors'
@@ -25,15 +26,13 @@ export interface HolderDeps {
  * everywhere, just as it does over HTTP.
  */
 export class SessionHolder {
-  readonly raw: IncomingMessage
-  readonly headers: IncomingMessage['headers']
-  readonly protocol: 'http' | 'https'
   readonly sessionId: string
   /** The session's key (safe to log; names its room). */
   readonly key: string
   /** The socket's user, as the rules last loaded it (`socket.data.user`). */
   user: unknown = undefined
   readonly #deps: HolderDeps
+  readonly #request: IncomingMessage
   // Built on first use: many sockets never read their session (no rule reads
   // it, handlers do not), and a @fastify/session Session costs an object with
   // its cookie, a signature and a hash.
@@ -47,15 +46,21 @@ export class SessionHolder {
   #baseAt: number
 
   constructor (request: IncomingMessage, deps: HolderDeps, record: StoredSession, sessionId: string, key: string, readAt: number) {
-    this.raw = request
-    this.headers = request.headers
-    this.protocol = (request.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
+    this.#request = request
     this.#deps = deps
     this.sessionId = sessionId
     this.key = key
     this.#record = record
     this.#base = record
     this.#baseAt = readAt
+  }
+
+  // What @fastify/session reads of a request (its Cookie: `protocol`, for `secure: 'auto'`),
+  // as getters: nothing stored per socket that the socket's request already holds.
+  get raw (): IncomingMessage { return this.#request }
+  get headers (): IncomingMessage['headers'] { return this.#request.headers }
+  get protocol (): 'http' | 'https' {
+    return (this.#request.socket as { encrypted?: boolean } | null)?.encrypted === true ? 'https' : 'http'
   }
 
   /**
@@ -71,7 +76,16 @@ export class SessionHolder {
 
   /** A field of the session's data, read without building the Session. */
   peek (field: string): unknown {
-    return this.#current === undefined ? this.#record[field] : (this.#current as unknown as Record<string, unknown>)[field]
+    return this.#data()[field]
+  }
+
+  /** Whether the session's data has this field of its own (as the Session would: not its cookie or id). */
+  holds (field: string): boolean {
+    return !SESSION_OWN.has(field) && Object.hasOwn(this.#data(), field)
+  }
+
+  #data (): Record<string, unknown> {
+    return this.#current === undefined ? this.#record : this.#current as unknown as Record<string, unknown>
   }
 
   /** The socket's live session. After a destroy it stays readable, for disconnect handlers. */
@@ -141,6 +155,46 @@ export class SessionHolder {
     if (typeof this.#base !== 'string') this.#base = fingerprint(this.#base)
     return this.#base
   }
+}
+
+// What @fastify/session's Session does not copy from the stored record: it has its own.
+const SESSION_OWN: ReadonlySet<string> = new Set(['cookie', 'sessionId', 'encryptedSessionId'])
+
+/**
+ * The session as the app's rules and loaders see it. Reading a field of its
+ * data reads the stored record, without building @fastify/session's Session
+ * (a Cookie, an HMAC signature and a SHA-256 of the data: as much work again
+ * as the rest of a handshake); anything else (the cookie, the id, a method, a
+ * write, listing its keys) builds the real Session and is done on it.
+ */
+export function sessionView (holder: SessionHolder): FastifySessionObject {
+  return new Proxy(new ViewTarget(holder), VIEW) as unknown as FastifySessionObject
+}
+
+// The view's holder, under a key no session field can have.
+const VIEW_HOLDER = Symbol('fastify-session-socket-auth.view')
+
+class ViewTarget {
+  readonly [VIEW_HOLDER]: SessionHolder
+  constructor (holder: SessionHolder) { this[VIEW_HOLDER] = holder }
+  // util.inspect shows a proxy's target, calling this with the proxy as `this`: show the session instead.
+  [inspect.custom] (): FastifySessionObject { return this[VIEW_HOLDER].session }
+}
+
+const VIEW: ProxyHandler<ViewTarget> = {
+  get ({ [VIEW_HOLDER]: holder }, key) {
+    if (typeof key === 'string' && holder.holds(key)) return holder.peek(key)
+    if (key === VIEW_HOLDER) return holder
+    const session = holder.session
+    return Reflect.get(session, key, session)
+  },
+  has: ({ [VIEW_HOLDER]: holder }, key) => (typeof key === 'string' && holder.holds(key)) || Reflect.has(holder.session, key),
+  set: ({ [VIEW_HOLDER]: holder }, key, value) => Reflect.set(holder.session, key, value, holder.session),
+  deleteProperty: ({ [VIEW_HOLDER]: holder }, key) => Reflect.deleteProperty(holder.session, key),
+  defineProperty: ({ [VIEW_HOLDER]: holder }, key, descriptor) => Reflect.defineProperty(holder.session, key, descriptor),
+  ownKeys: ({ [VIEW_HOLDER]: holder }) => Reflect.ownKeys(holder.session),
+  getOwnPropertyDescriptor: ({ [VIEW_HOLDER]: holder }, key) => Reflect.getOwnPropertyDescriptor(holder.session, key),
+  getPrototypeOf: ({ [VIEW_HOLDER]: holder }) => Reflect.getPrototypeOf(holder.session)
 }
 
 /** The session's data as JSON would store it, without the cookie (which rolls on every request). */

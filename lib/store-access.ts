@@ -17,8 +17,13 @@ export interface SessionAccess {
   readonly cookiePrefix: string
   /** The session id inside a signed cookie value, or null when no secret verifies it. */
   unsign (cookieValue: string): string | null
-  /** One store read, bounded by the timeout; never throws. */
-  read (sessionId: string): Promise<StoreRead>
+  /**
+   * One store read, bounded by the timeout; never throws or rejects. Answered
+   * synchronously when the store answers synchronously (MemoryStore), so a
+   * handshake on such a store completes in the turn it started, as it would
+   * with no check at all.
+   */
+  read (sessionId: string): StoreRead | Promise<StoreRead>
   /** A live @fastify/session Session for a stored record, bound to `holder` as its request. */
   restore (holder: object, record: StoredSession, sessionId: string): FastifySessionObject
   /** Session#save, called through the class (session data cannot shadow it), bounded by the timeout. */
@@ -62,15 +67,8 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
       return result.valid && typeof result.value === 'string' && result.value.length > 0 ? result.value : null
     },
     read (sessionId) {
-      return callStore<unknown>((done) => store.get(sessionId, done), timeout).then(
-        (record): StoreRead => {
-          if (record === null || record === undefined) return MISSING
-          return isStoredSession(record) ? { status: 'found', record } : MALFORMED
-        },
-        (error: unknown): StoreRead => (error as { code?: unknown } | null)?.code === 'ENOENT'
-          ? MISSING
-          : { status: 'unavailable', error }
-      )
+      const answer = askStore<unknown>((done) => store.get(sessionId, done), timeout)
+      return answer instanceof Promise ? answer.then(toStoreRead) : toStoreRead(answer)
     },
     restore (holder, record, sessionId) {
       return new Session(store, holder, idGenerator, cookieOpts, signer, record, sessionId)
@@ -110,6 +108,15 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
 const MISSING: StoreRead = { status: 'missing' }
 const MALFORMED: StoreRead = { status: 'malformed' }
 
+function toStoreRead (answer: Answer<unknown>): StoreRead {
+  if (answer.failed) {
+    return (answer.error as { code?: unknown } | null)?.code === 'ENOENT' ? MISSING : { status: 'unavailable', error: answer.error }
+  }
+  const record = answer.value
+  if (record === null || record === undefined) return MISSING
+  return isStoredSession(record) ? { status: 'found', record } : MALFORMED
+}
+
 /**
  * The moment @fastify/session considers a stored session expired: its cookie's
  * `expires`. A record without one (no maxAge) never expires.
@@ -133,37 +140,42 @@ function isStoredSession (record: unknown): record is StoredSession {
   return !(expiryOf(record as StoredSession) === -Infinity)
 }
 
+type Answer<T> = { failed: false, value: T | undefined } | { failed: true, error: unknown }
+
+/** askStore, as a promise that rejects on failure. */
+function callStore<T> (call: (done: (err?: unknown, value?: T) => void) => unknown, timeout: number): Promise<T | undefined> {
+  return Promise.resolve(askStore(call, timeout)).then((answer) => answer.failed ? Promise.reject(answer.error) : answer.value)
+}
+
 /**
  * Runs one callback-style store call and settles exactly once: on the first
  * callback, on a synchronous throw, on a rejected promise the store returns,
- * or when the timeout passes. A late or repeated callback is ignored.
+ * or when the timeout passes. A late or repeated callback is ignored. A store
+ * that answers synchronously (MemoryStore) is answered synchronously: no
+ * promise, no timer.
  */
-function callStore<T> (call: (done: (err?: unknown, value?: T) => void) => unknown, timeout: number): Promise<T | undefined> {
-  return new Promise((resolve, reject) => {
-    let settled = false
-    let timer: NodeJS.Timeout | undefined
-    const done = (err?: unknown, value?: T): void => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      if (err) reject(err)
-      else resolve(value)
+function askStore<T> (call: (done: (err?: unknown, value?: T) => void) => unknown, timeout: number): Answer<T> | Promise<Answer<T>> {
+  let answer: Answer<T> | undefined
+  let settle: ((answer: Answer<T>) => void) | undefined
+  let timer: NodeJS.Timeout | undefined
+  const finish = (result: Answer<T>): void => {
+    if (answer !== undefined) return
+    answer = result
+    clearTimeout(timer)
+    settle?.(result)
+  }
+  const done = (err?: unknown, value?: T): void => finish(err ? { failed: true, error: err } : { failed: false, value })
+  try {
+    const returned = call(done) as { then?: unknown } | undefined
+    if (returned && typeof returned.then === 'function') {
+      (returned as Promise<unknown>).then(undefined, (err: unknown) => done(err ?? new Error('session store rejected')))
     }
-    try {
-      const returned = call(done) as { then?: unknown } | undefined
-      if (returned && typeof returned.then === 'function') {
-        (returned as Promise<unknown>).then(undefined, (err: unknown) => done(err ?? new Error('session store rejected')))
-      }
-    } catch (err) {
-      done(err ?? new Error('session store threw'))
-    }
-    // A store that has answered already (MemoryStore answers synchronously)
-    // needs no timer: one timer less per handshake and per revalidation.
-    if (!settled) {
-      timer = setTimeout(() => {
-        settled = true
-        reject(new Error(`session store did not answer within ${timeout} ms`))
-      }, timeout)
-    }
+  } catch (err) {
+    done(err ?? new Error('session store threw'))
+  }
+  if (answer !== undefined) return answer
+  return new Promise((resolve) => {
+    settle = resolve
+    timer = setTimeout(() => finish({ failed: true, error: new Error(`session store did not answer within ${timeout} ms`) }), timeout)
   })
 }

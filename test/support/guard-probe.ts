@@ -28,6 +28,12 @@ export function guardOf (io: Server, namespace = '/'): GuardMiddleware {
   return guard as GuardMiddleware
 }
 
+/** The fields of a Socket.IO socket the guard reads, for a handshake with these headers. */
+export function probeSocket (headers: IncomingHttpHeaders, namespace = '/'): { request: object, conn: object, nsp: { name: string }, data: Record<string, unknown>, id: string, handshake: { headers: IncomingHttpHeaders } } {
+  const request = { headers, socket: {}, method: 'GET', url: '/socket.io/?EIO=4&transport=websocket' }
+  return { request, conn: {}, nsp: { name: namespace }, data: {}, id: 'probe', handshake: { headers } }
+}
+
 export type ProbeResult =
   | { admitted: true, session: { sessionId: string } & Record<string, unknown> }
   | { admitted: false, code: string, data: unknown }
@@ -46,9 +52,8 @@ export function probeHandshake (
   headers: IncomingHttpHeaders,
   options: { namespace?: string, timeoutMs?: number } = {}
 ): Promise<ProbeResult> {
-  const request = { headers, socket: {}, method: 'GET', url: '/socket.io/?EIO=4&transport=websocket' }
-  const data: Record<string, unknown> = {}
-  const socket = { request, conn: {}, nsp: { name: options.namespace ?? '/' }, data, id: 'probe', handshake: { headers } }
+  const socket = probeSocket(headers, options.namespace)
+  const data = socket.data
   return new Promise((resolve, reject) => {
     let calls = 0
     const timer = setTimeout(() => reject(new Error(`guard did not call next() within ${options.timeoutMs ?? 10_000} ms`)), options.timeoutMs ?? 10_000)
