@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connected, refusedWith, sessionIdOf, sleep, startApp } from './support/app'
 import { ending, report, staysConnected } from './support/cluster'
@@ -26,83 +26,86 @@ async function expiringApp (rolling: boolean): Promise<{ app: Awaited<ReturnType
   return { app, store }
 }
 
-test('a socket is disconnected with reason "expired" at its session\'s expiry', async (t) => {
-  const { app, store } = await expiringApp(false)
-  t.after(() => app.close())
-  const cookie = await app.login('ada')
-  const expiresAt = storedExpiry(store, sessionIdOf(cookie))
-  const socket = await connected(app.url, { cookie, reconnection: true, extra: { reconnectionDelay: 50 } })
-  t.after(() => socket.close())
+// Each test has its own app and mostly waits on timers, so they run at once.
+describe('expiry', { concurrency: true }, () => {
+  test('a socket is disconnected with reason "expired" at its session\'s expiry', async (t) => {
+    const { app, store } = await expiringApp(false)
+    t.after(() => app.close())
+    const cookie = await app.login('ada')
+    const expiresAt = storedExpiry(store, sessionIdOf(cookie))
+    const socket = await connected(app.url, { cookie, reconnection: true, extra: { reconnectionDelay: 50 } })
+    t.after(() => socket.close())
 
-  const end = await ending(socket, MAX_AGE + 3000)
-  const lateness = end.disconnectedAt - expiresAt
-  assert.equal(end.reason, 'expired')
-  assert.ok(end.revokedFirst)
-  assert.equal(end.disconnect, 'io server disconnect', 'no reconnect into an expired session')
-  assert.ok(lateness >= 0, `disconnected ${-lateness} ms before the session expired`)
-  assert.ok(lateness < 1000, `disconnected ${lateness} ms after the expiry`)
-  report(t, `expiry lateness: ${lateness} ms after the stored expiry (maxAge ${MAX_AGE} ms)`)
+    const end = await ending(socket, MAX_AGE + 3000)
+    const lateness = end.disconnectedAt - expiresAt
+    assert.equal(end.reason, 'expired')
+    assert.ok(end.revokedFirst)
+    assert.equal(end.disconnect, 'io server disconnect', 'no reconnect into an expired session')
+    assert.ok(lateness >= 0, `disconnected ${-lateness} ms before the session expired`)
+    assert.ok(lateness < 1000, `disconnected ${lateness} ms after the expiry`)
+    report(t, `expiry lateness: ${lateness} ms after the stored expiry (maxAge ${MAX_AGE} ms)`)
 
-  assert.equal((await refusedWith(app.url, { cookie })).code, 'SESSION_INVALID')
-})
-
-test('rolling HTTP requests keep the socket connected past the original expiry; it expires after they stop', async (t) => {
-  const { app, store } = await expiringApp(true)
-  t.after(() => app.close())
-  const cookie = await app.login('ada')
-  const sessionId = sessionIdOf(cookie)
-  const originalExpiry = storedExpiry(store, sessionId)
-  const socket = await connected(app.url, { cookie })
-  t.after(() => socket.close())
-  const end = ending(socket, 10_000)
-  end.catch(() => {})
-
-  // The user keeps using HTTP: every request rolls the expiry forward.
-  while (Date.now() < originalExpiry + 1000) {
-    const response = await fetch(`${app.url}/touch`, { method: 'POST', headers: { cookie } })
-    assert.equal(response.status, 200)
-    await sleep(400)
-  }
-  assert.equal(socket.connected, true, 'still connected 1 s past the original expiry')
-  const lastExpiry = storedExpiry(store, sessionId)
-  assert.ok(lastExpiry > originalExpiry + 1000, 'the store holds the extended expiry')
-
-  // The HTTP requests stop: the socket goes at the extended expiry.
-  const ended = await end
-  assert.equal(ended.reason, 'expired')
-  const lateness = ended.disconnectedAt - lastExpiry
-  assert.ok(lateness >= 0 && lateness < 1000, `expired ${lateness} ms after the extended expiry`)
-  report(t, `rolling: connected ${ended.disconnectedAt - originalExpiry} ms past the original expiry; lateness after the extended expiry ${lateness} ms`)
-})
-
-test('without maxAge the session never expires: the socket stays', async (t) => {
-  const app = await startApp({ session: { cookie: { secure: false } }, auth: { revalidateInterval: false } })
-  t.after(() => app.close())
-  const socket = await connected(app.url, { cookie: await app.login('ada') })
-  t.after(() => socket.close())
-  assert.ok(await staysConnected(socket, 500))
-})
-
-test('a route that shortens the session moves the socket\'s expiry at once (no revalidation needed)', async (t) => {
-  const app = await startApp({
-    session: { cookie: { secure: false, maxAge: 60_000 } },
-    auth: { revalidateInterval: false },
-    setup: (instance) => {
-      instance.post('/short', async (request) => {
-        request.session.options({ maxAge: 300 })
-        return { ok: true }
-      })
-    }
+    assert.equal((await refusedWith(app.url, { cookie })).code, 'SESSION_INVALID')
   })
-  t.after(() => app.close())
-  const cookie = await app.login()
-  const socket = await connected(app.url, { cookie })
-  t.after(() => socket.close())
-  const end = ending(socket, 3000)
-  const shortenedAt = Date.now()
-  await fetch(`${app.url}/short`, { method: 'POST', headers: { cookie } })
-  const ended = await end
-  assert.equal(ended.reason, 'expired')
-  // Within the new life plus timer slack, far below the old 60 s.
-  assert.ok(ended.disconnectedAt - shortenedAt < 1500, `ended ${ended.disconnectedAt - shortenedAt} ms after the shortening`)
+
+  test('rolling HTTP requests keep the socket connected past the original expiry; it expires after they stop', async (t) => {
+    const { app, store } = await expiringApp(true)
+    t.after(() => app.close())
+    const cookie = await app.login('ada')
+    const sessionId = sessionIdOf(cookie)
+    const originalExpiry = storedExpiry(store, sessionId)
+    const socket = await connected(app.url, { cookie })
+    t.after(() => socket.close())
+    const end = ending(socket, 10_000)
+    end.catch(() => {})
+
+    // The user keeps using HTTP: every request rolls the expiry forward.
+    while (Date.now() < originalExpiry + 1000) {
+      const response = await fetch(`${app.url}/touch`, { method: 'POST', headers: { cookie } })
+      assert.equal(response.status, 200)
+      await sleep(400)
+    }
+    assert.equal(socket.connected, true, 'still connected 1 s past the original expiry')
+    const lastExpiry = storedExpiry(store, sessionId)
+    assert.ok(lastExpiry > originalExpiry + 1000, 'the store holds the extended expiry')
+
+    // The HTTP requests stop: the socket goes at the extended expiry.
+    const ended = await end
+    assert.equal(ended.reason, 'expired')
+    const lateness = ended.disconnectedAt - lastExpiry
+    assert.ok(lateness >= 0 && lateness < 1000, `expired ${lateness} ms after the extended expiry`)
+    report(t, `rolling: connected ${ended.disconnectedAt - originalExpiry} ms past the original expiry; lateness after the extended expiry ${lateness} ms`)
+  })
+
+  test('without maxAge the session never expires: the socket stays', async (t) => {
+    const app = await startApp({ session: { cookie: { secure: false } }, auth: { revalidateInterval: false } })
+    t.after(() => app.close())
+    const socket = await connected(app.url, { cookie: await app.login('ada') })
+    t.after(() => socket.close())
+    assert.ok(await staysConnected(socket, 500))
+  })
+
+  test('a route that shortens the session moves the socket\'s expiry at once (no revalidation needed)', async (t) => {
+    const app = await startApp({
+      session: { cookie: { secure: false, maxAge: 60_000 } },
+      auth: { revalidateInterval: false },
+      setup: (instance) => {
+        instance.post('/short', async (request) => {
+          request.session.options({ maxAge: 300 })
+          return { ok: true }
+        })
+      }
+    })
+    t.after(() => app.close())
+    const cookie = await app.login()
+    const socket = await connected(app.url, { cookie })
+    t.after(() => socket.close())
+    const end = ending(socket, 3000)
+    const shortenedAt = Date.now()
+    await fetch(`${app.url}/short`, { method: 'POST', headers: { cookie } })
+    const ended = await end
+    assert.equal(ended.reason, 'expired')
+    // Within the new life plus timer slack, far below the old 60 s.
+    assert.ok(ended.disconnectedAt - shortenedAt < 1500, `ended ${ended.disconnectedAt - shortenedAt} ms after the shortening`)
+  })
 })

@@ -52,7 +52,9 @@ async function faultyApp (t: TestContext, store: TestStore, storeTimeout = 200):
   return { app, cookie, connections: () => count }
 }
 
-describe('store faults never admit and never crash', TIMEOUT, () => {
+// Each test has its own app and store, and mostly waits, so they run at once (a
+// crash while several watch fails each of them).
+describe('store faults never admit and never crash', { ...TIMEOUT, concurrency: true }, () => {
   const unavailable: Array<[Mode, string]> = [
     ['callback-error', 'store.get calls back with an error'],
     ['throw', 'store.get throws synchronously'],

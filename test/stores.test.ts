@@ -78,7 +78,8 @@ async function coreScenario (t: TestContext, { store, count }: StoreUnderTest): 
   assert.equal(await count(), before, 'refusing an expired session creates no session')
 }
 
-describe('the core scenario against real stores', TIMEOUT, () => {
+// Each store its own app and data, so the three run at once.
+describe('the core scenario against real stores', { ...TIMEOUT, concurrency: true }, () => {
   test('@fastify/session MemoryStore', async (t) => {
     const map = new Map()
     await coreScenario(t, { store: new MemoryStore(map), count: async () => map.size })

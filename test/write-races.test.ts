@@ -4,7 +4,7 @@
 // old cookie is refused SESSION_INVALID), and a socket save that overlaps an
 // HTTP demotion never writes the old role back. Each race is run with the
 // socket side shifted from 60 ms before to 60 ms after the HTTP request.
-import { test } from 'node:test'
+import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
@@ -76,62 +76,65 @@ async function assertGone (app: TestApp, store: TestStore, cookie: string, label
   assert.equal((await refusedWith(app.url, { cookie })).code, 'SESSION_INVALID', `${label}: a fresh handshake with the old cookie is refused`)
 }
 
-test('a socket-side session.save() overlapping an HTTP logout (socket 60 ms before .. 60 ms after) never brings the session back', async (t) => {
-  const { app, store } = await slowApp(t, { revalidateInterval: false })
-  // The socket save does write, when nothing races it.
-  const warmup = await app.login('ada')
-  const warm = await connected(app.url, { cookie: warmup })
-  assert.equal(await bump(warm), 'ok')
-  assert.equal(store.peek(sessionIdOf(warmup))?.counter, 1)
-  warm.close()
+// Each race has its own app and store, so the three run at once (their offsets in turn).
+describe('write races', { concurrency: true }, () => {
+  test('a socket-side session.save() overlapping an HTTP logout (socket 60 ms before .. 60 ms after) never brings the session back', async (t) => {
+    const { app, store } = await slowApp(t, { revalidateInterval: false })
+    // The socket save does write, when nothing races it.
+    const warmup = await app.login('ada')
+    const warm = await connected(app.url, { cookie: warmup })
+    assert.equal(await bump(warm), 'ok')
+    assert.equal(store.peek(sessionIdOf(warmup))?.counter, 1)
+    warm.close()
 
-  const failures = await eachOffset(async (offset, label) => {
-    const cookie = await app.login('ada')
-    const socket = await connectedFor(t, app.url, { cookie })
-    const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), () => bump(socket))
-    assert.equal(status, 200, `${label}: logout answered`)
-    await sleep(SETTLE)
-    await assertGone(app, store, cookie, label)
+    const failures = await eachOffset(async (offset, label) => {
+      const cookie = await app.login('ada')
+      const socket = await connectedFor(t, app.url, { cookie })
+      const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), () => bump(socket))
+      assert.equal(status, 200, `${label}: logout answered`)
+      await sleep(SETTLE)
+      await assertGone(app, store, cookie, label)
+    })
+    assert.deepEqual(failures, [])
   })
-  assert.deepEqual(failures, [])
-})
 
-test('a keep-alive write overlapping an HTTP logout (event 60 ms before .. 60 ms after) never brings the session back', async (t) => {
-  const { app, store } = await slowApp(t, { keepAlive: true, keepAliveInterval: 1, revalidateInterval: false })
-  // An event does start a keep-alive write, when nothing races it.
-  const warmup = await app.login('ada')
-  const warm = await connected(app.url, { cookie: warmup })
-  const setsBefore = store.sets
-  await sleep(5)
-  warm.emit('typing')
-  await sleep(SETTLE)
-  assert.ok(store.sets > setsBefore, 'the event wrote the session (keep-alive)')
-  warm.close()
-
-  const failures = await eachOffset(async (offset, label) => {
-    const cookie = await app.login('ada')
-    const socket = await connectedFor(t, app.url, { cookie })
-    await sleep(5) // past keepAliveInterval since the handshake
-    const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), async () => { socket.emit('typing') })
-    assert.equal(status, 200, `${label}: logout answered`)
+  test('a keep-alive write overlapping an HTTP logout (event 60 ms before .. 60 ms after) never brings the session back', async (t) => {
+    const { app, store } = await slowApp(t, { keepAlive: true, keepAliveInterval: 1, revalidateInterval: false })
+    // An event does start a keep-alive write, when nothing races it.
+    const warmup = await app.login('ada')
+    const warm = await connected(app.url, { cookie: warmup })
+    const setsBefore = store.sets
+    await sleep(5)
+    warm.emit('typing')
     await sleep(SETTLE)
-    await assertGone(app, store, cookie, label)
-  }, 'keep-alive event')
-  assert.deepEqual(failures, [])
-})
+    assert.ok(store.sets > setsBefore, 'the event wrote the session (keep-alive)')
+    warm.close()
 
-test('a socket save overlapping an HTTP demotion (socket 60 ms before .. 60 ms after) never writes the old role back', async (t) => {
-  const { app, store } = await slowApp(t, { revalidateInterval: false })
-  const failures = await eachOffset(async (offset, label) => {
-    const cookie = await app.login('ada', 'admin')
-    const sessionId = sessionIdOf(cookie)
-    const socket = await connectedFor(t, app.url, { cookie })
-    const [status, ack] = await overlap(offset, () => post(app.url, '/demote', cookie), () => bump(socket))
-    assert.equal(status, 200, `${label}: the demotion answered`)
-    assert.ok(ack === 'ok' || ack === CONFLICT, `${label}: the socket save resolved or was refused as a conflict, got ${String(ack)}`)
-    await sleep(SETTLE)
-    const record = store.peek(sessionId) as { user?: { role?: string } } | undefined
-    assert.equal(record?.user?.role, 'user', `${label}: the HTTP demotion stands`)
+    const failures = await eachOffset(async (offset, label) => {
+      const cookie = await app.login('ada')
+      const socket = await connectedFor(t, app.url, { cookie })
+      await sleep(5) // past keepAliveInterval since the handshake
+      const [status] = await overlap(offset, () => post(app.url, '/logout', cookie), async () => { socket.emit('typing') })
+      assert.equal(status, 200, `${label}: logout answered`)
+      await sleep(SETTLE)
+      await assertGone(app, store, cookie, label)
+    }, 'keep-alive event')
+    assert.deepEqual(failures, [])
   })
-  assert.deepEqual(failures, [])
+
+  test('a socket save overlapping an HTTP demotion (socket 60 ms before .. 60 ms after) never writes the old role back', async (t) => {
+    const { app, store } = await slowApp(t, { revalidateInterval: false })
+    const failures = await eachOffset(async (offset, label) => {
+      const cookie = await app.login('ada', 'admin')
+      const sessionId = sessionIdOf(cookie)
+      const socket = await connectedFor(t, app.url, { cookie })
+      const [status, ack] = await overlap(offset, () => post(app.url, '/demote', cookie), () => bump(socket))
+      assert.equal(status, 200, `${label}: the demotion answered`)
+      assert.ok(ack === 'ok' || ack === CONFLICT, `${label}: the socket save resolved or was refused as a conflict, got ${String(ack)}`)
+      await sleep(SETTLE)
+      const record = store.peek(sessionId) as { user?: { role?: string } } | undefined
+      assert.equal(record?.user?.role, 'user', `${label}: the HTTP demotion stands`)
+    })
+    assert.deepEqual(failures, [])
+  })
 })
