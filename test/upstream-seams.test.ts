@@ -20,6 +20,7 @@ import {
   acceptsEio3, isSocketIoServer, namespacesOf, prependEngineMiddleware, prependNamespaceMiddleware, reachesOtherNodes, recoversConnectionState
 } from '../lib/upstream/socket-io'
 import { SECRET } from './support/app'
+import { uniquePrefix } from './support/cluster'
 import { needRedis, REDIS_URL } from './support/services'
 
 async function withSession (t: { after: (fn: () => unknown) => void }, options: Record<string, unknown> = {}): Promise<FastifyInstance> {
@@ -142,7 +143,7 @@ describe('Socket.IO and Engine.IO (lib/upstream/socket-io.ts)', () => {
     const sub = pub.duplicate()
     await Promise.all([pub.connect(), sub.connect()])
     t.after(() => Promise.all([pub.close(), sub.close()]))
-    const io = attachedServer(t, { adapter: createAdapter(pub, sub) })
+    const io = attachedServer(t, { adapter: createAdapter(pub, sub, { key: uniquePrefix('seams') }) })
     assert.equal(reachesOtherNodes(io.of('/').adapter), true)
   })
 
