@@ -85,10 +85,12 @@ export class Revocation {
   // session, then binds its socket a moment later: a revocation in between
   // finds no socket to end, so bind() looks here instead.
   readonly #recent = new Map<string, { at: number, reason: RevocationReason }>()
-  // Which entry a bound socket or connection belongs to. With the handlers
-  // below, shared by all of them, binding allocates no closure per socket.
-  readonly #entryOf = new WeakMap<SessionSocket | EngineSocket, Entry>()
-  readonly #onEnd: (this: SessionSocket | EngineSocket) => void
+  // Which entry a bound connection belongs to (a socket finds its own by its
+  // holder's key). With the handlers below, shared by all of them, binding
+  // allocates no closure per socket.
+  readonly #entryOf = new WeakMap<EngineSocket, Entry>()
+  readonly #onSocketEnd: (this: SessionSocket) => void
+  readonly #onConnEnd: (this: EngineSocket) => void
   readonly #deadlines = new Deadlines<Entry>((entry) => {
     this.#check(entry).catch((error: unknown) => this.#logFailure('revalidation', error, entry.sessionId))
   })
@@ -104,7 +106,8 @@ export class Revocation {
       memory: opts.access.timeout + LATE_HANDSHAKE_MARGIN
     })
     const revocation = this
-    this.#onEnd = function (this: SessionSocket | EngineSocket) { revocation.#unbind(this) }
+    this.#onSocketEnd = function (this: SessionSocket) { revocation.#unbindSocket(this) }
+    this.#onConnEnd = function (this: EngineSocket) { revocation.#unbindConn(this) }
     opts.io.on(CLUSTER_EVENT, (key: unknown, reason: unknown) => {
       if (typeof key === 'string' && REVOCATION_REASONS.has(reason as RevocationReason)) this.#guarded('a revocation from another node', () => this.revokeLocal(key, reason as RevocationReason))
     })
@@ -138,6 +141,8 @@ export class Revocation {
     if (this.#closed || !socket.connected) return
     const late = this.revokedSince(admission.key, admission.checkedAt)
     if (late !== undefined) return this.#end([socket], [], late)
+    const conn = socket.conn
+    let newConn = true
     let entry = this.#entries.get(admission.key)
     if (entry === undefined) {
       const now = Date.now()
@@ -145,8 +150,9 @@ export class Revocation {
         key: admission.key,
         sessionId: admission.sessionId,
         userKey: undefined,
-        sockets: [],
-        conns: [],
+        // Made with their first member: an array grown from [] reserves room for 16.
+        sockets: [socket],
+        conns: [conn],
         expiresAt: admission.expiresAt,
         nextCheckAt: this.#nextRevalidation(now),
         lastTouch: now,
@@ -157,8 +163,11 @@ export class Revocation {
         stale: false
       }
       this.#entries.set(entry.key, entry)
+    } else {
+      entry.sockets.push(socket)
+      newConn = !entry.conns.includes(conn)
+      if (newConn) entry.conns.push(conn)
     }
-    entry.sockets.push(socket)
     // This socket's read is the session's latest: it may name another user (a login or logout done in place).
     const user = this.#userKeyOf(admission.holder)
     if (user !== entry.userKey) this.#setUser(entry, user)
@@ -167,14 +176,11 @@ export class Revocation {
     if (admission.expiresAt > entry.expiresAt) entry.expiresAt = admission.expiresAt
 
     socket.join(roomOfKey(entry.key))
-    this.#entryOf.set(socket, entry)
-    // on, not once (which wraps the shared handler in a closure per socket); #unbind takes it off.
-    socket.on('disconnect', this.#onEnd)
-    const conn = socket.conn
-    if (!entry.conns.includes(conn)) {
-      entry.conns.push(conn)
+    // on, not once (which wraps the shared handler in a closure per socket); unbinding takes it off.
+    socket.on('disconnect', this.#onSocketEnd)
+    if (newConn) {
       this.#entryOf.set(conn, entry)
-      conn.on('close', this.#onEnd)
+      conn.on('close', this.#onConnEnd)
     }
     // Changed over HTTP after this socket's store read: it was judged on stale data.
     if (this.writes.changedSince(entry.key, admission.checkedAt)) {
@@ -389,13 +395,21 @@ export class Revocation {
     }
   }
 
-  // A socket that disconnected or a connection that closed: whichever it is, it leaves its entry.
-  #unbind (member: SessionSocket | EngineSocket): void {
-    const entry = this.#entryOf.get(member)
-    if (entry === undefined) return
-    this.#entryOf.delete(member)
-    if (removeFrom(entry.sockets, member as SessionSocket)) (member as SessionSocket).off('disconnect', this.#onEnd)
-    if (removeFrom(entry.conns, member as EngineSocket)) (member as EngineSocket).off('close', this.#onEnd)
+  // A socket that disconnected, or a connection that closed, leaves its entry.
+  #unbindSocket (socket: SessionSocket): void {
+    socket.off('disconnect', this.#onSocketEnd)
+    const entry = this.#entries.get(holderOf(socket).key)
+    if (entry !== undefined && removeFrom(entry.sockets, socket)) this.#forgetIfEmpty(entry)
+  }
+
+  #unbindConn (conn: EngineSocket): void {
+    conn.off('close', this.#onConnEnd)
+    const entry = this.#entryOf.get(conn)
+    this.#entryOf.delete(conn)
+    if (entry !== undefined && removeFrom(entry.conns, conn)) this.#forgetIfEmpty(entry)
+  }
+
+  #forgetIfEmpty (entry: Entry): void {
     if (entry.sockets.length === 0 && entry.conns.length === 0) this.#forget(entry)
   }
 
