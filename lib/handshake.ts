@@ -167,7 +167,7 @@ const SESSION_PROPERTY: PropertyDescriptor = {
 }
 const USER_PROPERTY: PropertyDescriptor = {
   get (this: Exposed) { return this[HOLDER].user },
-  set (this: Exposed, user: unknown) { this[HOLDER].user = user },
+  set (this: Exposed, user: unknown) { this[HOLDER].useUser(user) },
   enumerable: true,
   configurable: true
 }

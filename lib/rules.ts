@@ -35,7 +35,8 @@ export function createRules (fastify: FastifyInstance, opts: ResolvedOptions, lo
         logThrow(log, 'loading the user', error, holder, socket)
         return { ok: false, code: 'USER_UNAVAILABLE', reason: 'loadUser threw' }
       }
-      holder.user = user === null || user === false ? undefined : user
+      // As in @fastify/passport, null and false mean no user.
+      holder.useUser(user === null || user === false ? undefined : user)
     }
     if (userRequired && holder.user === undefined) return { ok: false, code: 'USER_REQUIRED', reason: 'the session has no user' }
     const rule = namespaces.get(socket.nsp.name)

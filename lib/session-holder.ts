@@ -29,10 +29,9 @@ export class SessionHolder {
   readonly sessionId: string
   /** The session's key (safe to log; names its room). */
   readonly key: string
-  /** The socket's user, as the rules last loaded it (`socket.data.user`). */
-  user: unknown = undefined
   readonly #deps: HolderDeps
   readonly #request: IncomingMessage
+  #user: unknown = undefined
   // Built on first use: many sockets never read their session (no rule reads
   // it, handlers do not), and a @fastify/session Session costs an object with
   // its cookie, a signature and a hash.
@@ -72,6 +71,14 @@ export class SessionHolder {
     this.#record = record
     this.#base = record
     this.#baseAt = readAt
+  }
+
+  /** The socket's user (`socket.data.user`): as the loader last loaded it, or as the app set it since. */
+  get user (): unknown { return this.#user }
+
+  /** The user a loader loaded, or the app assigned to `socket.data.user`. */
+  useUser (user: unknown): void {
+    this.#user = user
   }
 
   /** A field of the session's data, read without building the Session. */
