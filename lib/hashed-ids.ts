@@ -1,4 +1,9 @@
-import { createHash } from 'node:crypto'
+import * as crypto from 'node:crypto'
+
+// crypto.hash (Node 20.12+) is the one-shot form, a third of createHash's cost.
+const sha256 = typeof crypto.hash === 'function'
+  ? (text: string): string => crypto.hash('sha256', text, 'base64url')
+  : (text: string): string => crypto.createHash('sha256').update(text).digest('base64url')
 
 /**
  * A stand-in for a session id that is safe to log, to use in room names and to
@@ -7,7 +12,7 @@ import { createHash } from 'node:crypto'
  * same key for the same session without sharing a secret.
  */
 export function sessionKey (sessionId: string): string {
-  return createHash('sha256').update(sessionId).digest('base64url').slice(0, 22)
+  return sha256(sessionId).slice(0, 22)
 }
 
 /**
@@ -28,7 +33,7 @@ export function roomOfKey (key: string): string {
  * with it does not reveal the id.
  */
 export function userKey (userId: string | number): string {
-  return createHash('sha256').update(`user:${String(userId)}`).digest('base64url').slice(0, 22)
+  return sha256(`user:${String(userId)}`).slice(0, 22)
 }
 
 /**

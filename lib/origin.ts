@@ -35,16 +35,29 @@ export function buildOriginCheck (
     }
   }
   const listed = new Set<string>([...(policy ?? []), ...corsOrigins(cors)].map(normalize).filter((origin) => origin !== ''))
+  // Every request of a connection is judged, and origins repeat (the app's
+  // own, a few allowed ones): each is parsed once. Bounded, as a hostile
+  // client may send a new one every time; past the bound, origins are parsed
+  // each time, as before.
+  const seen = new Map<string, string>()
+  const normalizeSeen = (origin: string): string => {
+    let normalized = seen.get(origin)
+    if (normalized === undefined) {
+      normalized = normalize(origin)
+      if (seen.size < 256) seen.set(origin, normalized)
+    }
+    return normalized
+  }
   return (request) => {
     const origin = request.headers.origin
     if (origin === undefined) return fetchMetadataRefusal(request)
-    const normalized = normalize(origin)
+    const normalized = normalizeSeen(origin)
     if (normalized === '') return 'Origin is not a single scheme://host[:port]'
     if (listed.has(normalized)) return undefined
     const own = readOrigin(request)
     const ownOrigin = `${own.protocol}://${own.host}`
     // A Host-less request has no origin of its own to match.
-    if (own.host.length !== 0 && normalized === normalize(ownOrigin)) return undefined
+    if (own.host.length !== 0 && normalized === normalizeSeen(ownOrigin)) return undefined
     return `Origin ${normalized} is neither this app's origin as Fastify sees it (${ownOrigin}) nor listed in allowedOrigins`
   }
 }
