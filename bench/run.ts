@@ -221,8 +221,9 @@ function render (variants: Variant[], rounds: Map<string, Round[]>, memory: Map<
   lines.push(row('  over bare', (v) => v === 'forged' || v === 'bare' ? '—' : signed(heap(v) - heap('bare'))))
   lines.push(row('RSS B / open socket', (v) => v === 'forged' ? '—' : fmt(memory.get(v)?.rss ?? NaN)))
 
-  // Targets of issue 12 (targets for the benchmark, never assertions).
-  const med = (cell: Cell, v: Variant): number => median(cpu(cell, v))
+  // Targets of issue 12 (targets for the benchmark, never assertions). CPU
+  // comparisons are medians of per-round ratios: a round's batches ran back to
+  // back, so a slow moment of the machine weighs on both sides alike.
   const ratio = (cell: Cell, a: Variant, b: Variant): number => median(ratios(cell, a, b))
   const held = ['held/distinct', 'held/shared'] as const
   const cycle = ['cycle/distinct', 'cycle/shared'] as const
@@ -231,8 +232,8 @@ function render (variants: Variant[], rounds: Map<string, Round[]>, memory: Map<
   const both = (cells: readonly Cell[], f: (c: Cell) => string): string => cells.map((c) => `${c.split('/')[1]} ${f(c)}`).join('; ')
   const targets: Array<[string, boolean, string]> = [
     ['held open: plugin CPU / handshake ≤ 1.10 × bare', held.every((c) => ratio(c, 'plugin', 'bare') <= 1.10), both(held, (c) => `${fmt(ratio(c, 'plugin', 'bare'), 2)} ×`)],
-    ['held open: plugin and rule below naive', held.every((c) => med(c, 'plugin') < med(c, 'naive') && med(c, 'rule') < med(c, 'naive')), both(held, (c) => `${fmt(ratio(c, 'plugin', 'naive'), 2)} × / ${fmt(ratio(c, 'rule', 'naive'), 2)} × naive`)],
-    ['connect-then-close: plugin and rule below naive', cycle.every((c) => med(c, 'plugin') < med(c, 'naive') && med(c, 'rule') < med(c, 'naive')), both(cycle, (c) => `${fmt(ratio(c, 'plugin', 'naive'), 2)} × / ${fmt(ratio(c, 'rule', 'naive'), 2)} × naive`)],
+    ['held open: plugin and rule below naive', held.every((c) => ratio(c, 'plugin', 'naive') < 1 && ratio(c, 'rule', 'naive') < 1), both(held, (c) => `${fmt(ratio(c, 'plugin', 'naive'), 2)} × / ${fmt(ratio(c, 'rule', 'naive'), 2)} × naive`)],
+    ['connect-then-close: plugin and rule below naive', cycle.every((c) => ratio(c, 'plugin', 'naive') < 1 && ratio(c, 'rule', 'naive') < 1), both(cycle, (c) => `${fmt(ratio(c, 'plugin', 'naive'), 2)} × / ${fmt(ratio(c, 'rule', 'naive'), 2)} × naive`)],
     ['forged cookie refused for less than a bare admit (connect-then-close), no store call', cycle.every((c) => ratio(c, 'forged', 'bare') < 1) && forgedCalls === 0, `${both(cycle, (c) => `${fmt(ratio(c, 'forged', 'bare'), 2)} × bare`)}; ${forgedCalls} store calls`],
     ['heap / open socket: plugin ≤ bare + 1,200 B', heap('plugin') - heap('bare') <= 1200, `${signed(heap('plugin') - heap('bare'))} B`],
     ['heap / open socket: rule below naive', heap('rule') < heap('naive'), `${fmt(heap('rule'))} vs ${fmt(heap('naive'))} B`],
