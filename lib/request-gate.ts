@@ -3,6 +3,7 @@ import type { RefusalCode } from './errors'
 import { REFUSALS } from './errors'
 import type { OriginCheck } from './origin'
 import type { RefusalLog } from './refusal-log'
+import { engineQuery } from './upstream/socket-io'
 
 /** Engine.IO's middleware signature (`io.engine.use`). */
 export type EngineMiddleware = (request: IncomingMessage, response: ServerResponse, next: (err?: Error) => void) => void
@@ -38,7 +39,7 @@ function judge (request: IncomingMessage, originRefusal: OriginCheck): { code: R
   // JSONP answers with a script that any page may load and run, cookies
   // included: there is no Origin to judge, and its response is not protected
   // by CORS. Engine.IO clients since v4 never use it.
-  if ((request as { _query?: Record<string, unknown> })._query?.j !== undefined) {
+  if (engineQuery(request).j !== undefined) {
     return { code: 'JSONP_NOT_ALLOWED', reason: 'JSONP polling' }
   }
   const reason = originRefusal(request)

@@ -17,7 +17,7 @@ import { createClient } from 'redis'
 import { readFastifySession } from '../lib/upstream/fastify-session'
 import { requestOriginReader, secondaryServers } from '../lib/upstream/fastify'
 import {
-  acceptsEio3, isSocketIoServer, namespacesOf, prependEngineMiddleware, prependNamespaceMiddleware, reachesOtherNodes, recoversConnectionState
+  acceptsEio3, engineQuery, isSocketIoServer, namespacesOf, prependEngineMiddleware, prependNamespaceMiddleware, reachesOtherNodes, recoversConnectionState
 } from '../lib/upstream/socket-io'
 import { SECRET } from './support/app'
 import { uniquePrefix } from './support/cluster'
@@ -145,6 +145,21 @@ describe('Socket.IO and Engine.IO (lib/upstream/socket-io.ts)', () => {
     t.after(() => Promise.all([pub.close(), sub.close()]))
     const io = attachedServer(t, { adapter: createAdapter(pub, sub, { key: uniquePrefix('seams') }) })
     assert.equal(reachesOtherNodes(io.of('/').adapter), true)
+  })
+
+  test('holds for the installed version: Engine.IO has parsed the query when its middleware runs; without it, the URL is parsed', async (t) => {
+    const io = attachedServer(t)
+    const seen: Array<Readonly<Record<string, unknown>>> = []
+    io.engine.use((request: IncomingMessage, _response: unknown, next: () => void) => {
+      seen.push(engineQuery(request), (request as { _query?: Record<string, unknown> })._query ?? {})
+      next()
+    })
+    await new Promise<void>((resolve) => io.httpServer.listen(0, '127.0.0.1', resolve))
+    const { port } = io.httpServer.address() as { port: number }
+    await fetch(`http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling&j=0`)
+    assert.equal(seen[0]?.j, '0')
+    assert.deepEqual(seen[0], seen[1], 'read from Engine.IO\'s parsed query')
+    assert.deepEqual(engineQuery({ url: '/socket.io/?EIO=4&j=1' } as IncomingMessage), { EIO: '4', j: '1' })
   })
 
   test('a namespace or engine without the private lists fails, naming them', () => {

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import type { Namespace, Server } from 'socket.io'
 import { UnsupportedUpstreamError } from '../errors'
 
@@ -37,6 +38,18 @@ export function prependEngineMiddleware (io: Server, fn: EngineMiddleware): void
   const list = (io.engine as unknown as { middlewares?: unknown }).middlewares
   if (!Array.isArray(list)) throw new UnsupportedUpstreamError('engine.io', 'the server has no middleware list')
   list.unshift(fn)
+}
+
+/**
+ * The query of an Engine.IO HTTP request as Engine.IO parsed it (private
+ * `_query`, set before middlewares run); parsed here from the URL if it ever
+ * is not, so the request gate never judges a request without its query.
+ * Public replacement: the parsed query handed to `engine.use` middleware.
+ */
+export function engineQuery (request: IncomingMessage): Readonly<Record<string, unknown>> {
+  const parsed = (request as { _query?: unknown })._query
+  if (parsed !== null && typeof parsed === 'object') return parsed as Record<string, unknown>
+  return Object.fromEntries(new URL(request.url ?? '/', 'http://engine.invalid').searchParams)
 }
 
 /**
