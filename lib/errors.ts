@@ -113,6 +113,26 @@ export const SessionGoneError = createError(
   410
 )
 
+export const SessionReplacedError = createError(
+  'FST_SESSION_SOCKET_AUTH_SESSION_READ_ONLY',
+  'socket.data.session is the session this plugin admitted the socket with; change its fields and save() it instead of replacing it',
+  500,
+  TypeError
+)
+
+export const StoreTimeoutError = createError(
+  'FST_SESSION_SOCKET_AUTH_STORE_TIMEOUT',
+  'session store did not answer within %s ms',
+  503
+)
+
+/** A store that failed without saying why: it threw or rejected with nothing. */
+export const StoreFailedError = createError(
+  'FST_SESSION_SOCKET_AUTH_STORE_FAILED',
+  'session store %s without an error',
+  503
+)
+
 /** A socket-side write refused because the session ended or changed meanwhile: expected, not a fault. */
 export function isWriteRefusal (error: unknown): boolean {
   return error instanceof SessionConflictError || error instanceof SessionGoneError

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ExtendedError } from 'socket.io'
 import type { RefusalCode } from './errors'
-import { refusal } from './errors'
+import { refusal, SessionReplacedError } from './errors'
 import { redactError } from './log'
 import type { OriginCheck } from './origin'
 import type { RefusalLog } from './refusal-log'
@@ -161,7 +161,7 @@ type Exposed = Record<typeof HOLDER, SessionHolder>
  */
 const SESSION_PROPERTY: PropertyDescriptor = {
   get (this: Exposed) { return this[HOLDER].session },
-  set () { throw new TypeError('socket.data.session is the session this plugin admitted the socket with; change its fields and save() it instead of replacing it') },
+  set () { throw new SessionReplacedError() },
   enumerable: true,
   configurable: true
 }

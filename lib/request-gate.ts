@@ -1,6 +1,6 @@
 import { ServerResponse, type IncomingMessage } from 'node:http'
 import type { RefusalCode } from './errors'
-import { REFUSALS } from './errors'
+import { REFUSALS, refusal as refusalError } from './errors'
 import type { OriginCheck } from './origin'
 import type { RefusalLog } from './refusal-log'
 import { engineQuery } from './upstream/socket-io'
@@ -29,7 +29,7 @@ export function createRequestGate (originRefusal: OriginCheck, logRefusal: Refus
     })
     refuse(request, response, refusal.code)
     // Engine.IO sees the response already sent (or the socket gone) and adds nothing.
-    next(new Error(refusal.code))
+    next(refusalError(refusal.code))
   }
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
+import { StoreFailedError, StoreTimeoutError } from './errors'
 import { readFastifySession } from './upstream/fastify-session'
 
 /**
@@ -168,14 +169,14 @@ function askStore<T> (call: (done: (err?: unknown, value?: T) => void) => unknow
   try {
     const returned = call(done) as { then?: unknown } | undefined
     if (returned && typeof returned.then === 'function') {
-      (returned as Promise<unknown>).then(undefined, (err: unknown) => done(err ?? new Error('session store rejected')))
+      (returned as Promise<unknown>).then(undefined, (err: unknown) => done(err ?? new StoreFailedError('rejected')))
     }
   } catch (err) {
-    done(err ?? new Error('session store threw'))
+    done(err ?? new StoreFailedError('threw'))
   }
   if (answer !== undefined) return answer
   return new Promise((resolve) => {
     settle = resolve
-    timer = setTimeout(() => finish({ failed: true, error: new Error(`session store did not answer within ${timeout} ms`) }), timeout)
+    timer = setTimeout(() => finish({ failed: true, error: new StoreTimeoutError(timeout) }), timeout)
   })
 }
