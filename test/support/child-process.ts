@@ -4,8 +4,11 @@
 // the child announces itself with a value (its url, its port). `call(name, ...args)` then
 // runs one of the fixture's commands and resolves with its answer. Every wait has a time
 // limit, and whatever goes wrong (no announcement, no answer in time, an error thrown by
-// the command, the child's exit) fails with the child's stderr. After the test the child
-// is killed, if it is still running.
+// the command, the child's exit) fails with the child's stderr; `exit()` tells at any time
+// whether the child has exited (crashed), for a test that talks to it by other means. After
+// the test the child is killed, if it is still running. Tests that share one child pass
+// `{ after }` from node:test instead of `t`, calling `startChild` at the top level of the
+// file (not in `before`, whose `after` would run at once): the child is killed after the file.
 //
 // Child (a fixture): `serve(start)` runs `start`, which brings the fixture up and returns
 // what to announce and its commands; then it answers the parent's calls.
@@ -14,7 +17,6 @@
 // { id, error }, and { id: 0, value } once when it is ready.
 import { fork, type ChildProcess } from 'node:child_process'
 import { basename, join } from 'node:path'
-import type { TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 /** A fixture's commands: each takes JSON arguments and answers a JSON value (or a promise of one). */
@@ -29,9 +31,14 @@ interface Reply { id: number, value?: unknown, error?: string }
 
 export interface Exit { code: number | null, signal: NodeJS.Signals | null }
 
+/** Where the child is ended: a test's context `t`, or `{ after }` from node:test for a child that a file's tests share (see above). */
+export interface Scope { after (fn: () => Promise<void>): void }
+
 export interface Watched {
   /** Once the child has exited and its output is read to the end. */
   exited: Promise<Exit>
+  /** How the child exited, as soon as it has (its output may still be coming); undefined while it runs. */
+  exit (): Exit | undefined
   /** All the child has written so far (when its stdout / stderr is piped). */
   stdout (): string
   stderr (): string
@@ -41,7 +48,7 @@ export interface Watched {
  * Collects a child's piped output and its exit. After the test, `kill` ends it (SIGKILL,
  * unless the caller says how) and the test waits up to 5 s for it to be gone.
  */
-export function watchChild (t: TestContext, child: ChildProcess, kill = (): void => {
+export function watchChild (t: Scope, child: ChildProcess, kill = (): void => {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
 }): Watched {
   const output = { stdout: '', stderr: '' }
@@ -52,7 +59,12 @@ export function watchChild (t: TestContext, child: ChildProcess, kill = (): void
     kill()
     await Promise.race([exited, sleep(5000)])
   })
-  return { exited, stdout: () => output.stdout, stderr: () => output.stderr }
+  return {
+    exited,
+    exit: () => child.exitCode === null && child.signalCode === null ? undefined : { code: child.exitCode, signal: child.signalCode },
+    stdout: () => output.stdout,
+    stderr: () => output.stderr
+  }
 }
 
 export interface ChildOptions {
@@ -74,7 +86,7 @@ export interface Child<Ready, C extends Commands<C>> extends Watched {
 }
 
 /** Forks `script` (a fixture that calls `serve`) through tsx and waits until it is ready; it is killed after the test. */
-export async function startChild<Ready, C extends Commands<C>> (t: TestContext, script: string, options: ChildOptions = {}): Promise<Child<Ready, C>> {
+export async function startChild<Ready, C extends Commands<C>> (t: Scope, script: string, options: ChildOptions = {}): Promise<Child<Ready, C>> {
   const name = basename(script)
   const child = fork(script, options.args ?? [], {
     cwd: join(__dirname, '..', '..'),
