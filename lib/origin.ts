@@ -37,14 +37,14 @@ export function buildOriginCheck (
   const listed = new Set<string>([...(policy ?? []), ...corsOrigins(cors)].map(normalize).filter((origin) => origin !== ''))
   // Every request of a connection is judged, and origins repeat (the app's
   // own, a few allowed ones): each is parsed once. Bounded, as a hostile
-  // client may send a new one every time; past the bound, origins are parsed
-  // each time, as before.
+  // client may send a new one every time (and a long one): past the bound,
+  // origins are parsed each time, as before.
   const seen = new Map<string, string>()
   const normalizeSeen = (origin: string): string => {
     let normalized = seen.get(origin)
     if (normalized === undefined) {
       normalized = normalize(origin)
-      if (seen.size < 256) seen.set(origin, normalized)
+      if (seen.size < 256 && origin.length <= 256) seen.set(origin, normalized)
     }
     return normalized
   }

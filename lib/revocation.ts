@@ -92,7 +92,15 @@ export class Revocation {
   readonly #onSocketEnd: (this: SessionSocket) => void
   readonly #onConnEnd: (this: EngineSocket) => void
   readonly #deadlines = new Deadlines<Entry>((entry) => {
-    this.#check(entry).catch((error: unknown) => this.#logFailure('revalidation', error, entry.sessionId))
+    this.#check(entry).catch((error: unknown) => {
+      this.#logFailure('revalidation', error, entry.sessionId)
+      // Judged as a store outage: kept, checked again an interval on, unless its expiry has come.
+      if (this.#entries.get(entry.key) !== entry) return
+      const now = Date.now()
+      if (now >= entry.expiresAt) return this.#revokeAfterCheck(entry, 'expired')
+      entry.nextCheckAt = this.#nextRevalidation(now)
+      this.#schedule(entry)
+    })
   })
 
   #closed = false
@@ -140,7 +148,7 @@ export class Revocation {
   bind (socket: SessionSocket, admission: Admission): void {
     if (this.#closed || !socket.connected) return
     const late = this.revokedSince(admission.key, admission.checkedAt)
-    if (late !== undefined) return this.#end([socket], [], late)
+    if (late !== undefined) return this.#end([socket], [], late, admission.sessionId)
     const conn = socket.conn
     let newConn = true
     let entry = this.#entries.get(admission.key)
@@ -172,8 +180,11 @@ export class Revocation {
     const user = this.#userKeyOf(admission.holder)
     if (user !== entry.userKey) this.#setUser(entry, user)
     else if (user !== undefined) socket.join(roomOfUserKey(user))
-    // This read may be fresher than the entry's (or older, from a slow rule): keep the later expiry.
-    if (admission.expiresAt > entry.expiresAt) entry.expiresAt = admission.expiresAt
+    // This read may be fresher than the entry's (or older, from a slow rule):
+    // keep the later expiry, unless an HTTP change since the read may have
+    // shortened it (the refresh below reads it again).
+    const stale = this.writes.changedSince(entry.key, admission.checkedAt)
+    if (!stale && admission.expiresAt > entry.expiresAt) entry.expiresAt = admission.expiresAt
 
     socket.join(roomOfKey(entry.key))
     // on, not once (which wraps the shared handler in a closure per socket); unbinding takes it off.
@@ -183,7 +194,7 @@ export class Revocation {
       conn.on('close', this.#onConnEnd)
     }
     // Changed over HTTP after this socket's store read: it was judged on stale data.
-    if (this.writes.changedSince(entry.key, admission.checkedAt)) {
+    if (stale) {
       this.#refresh(entry).catch((error: unknown) => this.#logFailure('refreshing a changed session', error, entry?.sessionId))
     }
     if (this.#opts.keepAlive) {
@@ -271,6 +282,15 @@ export class Revocation {
           return
         }
         entry.stale = false
+        // What the change left of the session's life: longer (a rolling
+        // request) or shorter, this read is the latest word on it.
+        const expiresAt = expiryOf(read.record)
+        if (expiresAt <= Date.now()) {
+          this.revokeLocal(entry.key, 'expired').catch(() => {})
+          return
+        }
+        entry.expiresAt = expiresAt
+        this.#schedule(entry)
         for (const socket of entry.sockets) holderOf(socket).refresh(read.record, readAt)
         const [first] = entry.sockets
         const user = first === undefined ? undefined : this.#userKeyOf(holderOf(first))
@@ -280,8 +300,10 @@ export class Revocation {
           // A user that cannot be loaded after a change fails closed too: the change may be what took access away.
           if (verdict.ok || !socket.connected) return
           this.#opts.log.debug({ session: entry.key, namespace: socket.nsp.name, code: verdict.code, reason: verdict.reason }, 'a changed session no longer passes the rules; the socket leaves the namespace')
-          socket.emit(REVOKED_EVENT, { reason: 'forbidden' } satisfies RevokedPayload)
-          socket.disconnect()
+          this.#guarded('ending a socket the rules no longer admit', () => {
+            socket.emit(REVOKED_EVENT, { reason: 'forbidden' } satisfies RevokedPayload)
+            socket.disconnect()
+          }, entry.sessionId)
         }))
       } while (entry.refreshAgain)
     }
@@ -333,7 +355,7 @@ export class Revocation {
     const entry = this.#entries.get(key)
     if (entry !== undefined) {
       this.#forget(entry)
-      this.#end([...entry.sockets], [...entry.conns], reason)
+      this.#end([...entry.sockets], [...entry.conns], reason, entry.sessionId)
       this.#opts.log.debug({ session: key, reason, sockets: entry.sockets.length, connections: entry.conns.length }, 'session ended its sockets')
     }
     return repaired
@@ -360,24 +382,28 @@ export class Revocation {
     }
   }
 
-  #end (sockets: SessionSocket[], conns: EngineSocket[], reason: RevocationReason): void {
+  #end (sockets: SessionSocket[], conns: EngineSocket[], reason: RevocationReason, sessionId: string): void {
     const payload: RevokedPayload = { reason }
     // Every socket is told before any is ended: ending one socket ends every
     // namespace on its connection, and those would go untold (and, leaving
     // the registry mid-loop, unvisited).
-    for (const socket of sockets) socket.emit(REVOKED_EVENT, payload)
+    // Each one guarded: the app's 'disconnect' handlers run inside these
+    // calls, and one that throws must not leave the session's other sockets open.
+    for (const socket of sockets) this.#guarded('telling a socket its session ended', () => socket.emit(REVOKED_EVENT, payload), sessionId)
     for (const socket of sockets) {
-      if (reason === 'regenerate') {
-        // The browser holds a new cookie by now: close the transport so the
-        // client reconnects on its own and presents it.
-        socket.conn.close()
-      } else {
-        // A server-side disconnect tells the client not to reconnect.
-        socket.disconnect(true)
-      }
+      this.#guarded('ending a socket of an ended session', () => {
+        if (reason === 'regenerate') {
+          // The browser holds a new cookie by now: close the transport so the
+          // client reconnects on its own and presents it.
+          socket.conn.close()
+        } else {
+          // A server-side disconnect tells the client not to reconnect.
+          socket.disconnect(true)
+        }
+      }, sessionId)
     }
     // Connections with no socket left open still carry the session's verdict.
-    for (const conn of conns) if (conn.readyState !== 'closed') conn.close()
+    for (const conn of conns) this.#guarded('closing a connection of an ended session', () => { if (conn.readyState !== 'closed') conn.close() }, sessionId)
   }
 
   #remember (key: string, reason: RevocationReason): void {
@@ -437,12 +463,16 @@ export class Revocation {
   }
 
   async #check (entry: Entry): Promise<void> {
+    const readAt = Date.now()
     const read = await this.#opts.access.read(entry.sessionId)
     if (this.#entries.get(entry.key) !== entry) return
     const now = Date.now()
     const dueToExpire = now >= entry.expiresAt
     switch (read.status) {
       case 'found': {
+        // Changed over HTTP while this read ran: its expiry may be the old
+        // one; the refresh that change started sets the new one.
+        if (this.writes.changedSince(entry.key, readAt)) break
         const expiresAt = expiryOf(read.record)
         if (expiresAt <= now) return this.#revokeAfterCheck(entry, 'expired')
         entry.expiresAt = expiresAt

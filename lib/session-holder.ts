@@ -86,9 +86,12 @@ export class SessionHolder {
     return this.#data()[field]
   }
 
-  /** Whether the session's data has this field of its own (as the Session would: not its cookie or id). */
+  /**
+   * Whether the session's data has this field, as @fastify/session's Session
+   * copies it from a stored record: enumerable (its for…in), not the cookie or id.
+   */
   holds (field: string): boolean {
-    return !SESSION_OWN.has(field) && Object.hasOwn(this.#data(), field)
+    return !SESSION_OWN.has(field) && Object.prototype.propertyIsEnumerable.call(this.#data(), field)
   }
 
   #data (): Record<string, unknown> {

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connected, refusedWith, sessionIdOf, sleep, startApp } from './support/app'
 import { ending, report, staysConnected } from './support/cluster'
-import { TestStore } from './support/store'
+import { TestStore, answerLate } from './support/store'
 
 // Expiry: a socket whose session expires is disconnected at the expiry time,
 // unless the session was extended meanwhile (here: rolling HTTP requests).
@@ -107,5 +107,70 @@ describe('expiry', { concurrency: true }, () => {
     assert.equal(ended.reason, 'expired')
     // Within the new life plus timer slack, far below the old 60 s.
     assert.ok(ended.disconnectedAt - shortenedAt < 1500, `ended ${ended.disconnectedAt - shortenedAt} ms after the shortening`)
+  })
+
+  // A route that shortens the session while a store read made before it is
+  // still in flight: what that read says of the expiry is the old life, and
+  // must not put it back (found by an outsider's attack pass).
+  async function shorteningApp (auth: { revalidateInterval: number | false, slowRule?: () => boolean }): Promise<{ app: Awaited<ReturnType<typeof startApp>>, store: TestStore }> {
+    const store = new TestStore()
+    const app = await startApp({
+      session: { store, cookie: { secure: false, maxAge: 60_000 } },
+      auth: {
+        revalidateInterval: auth.revalidateInterval,
+        authorize: async () => { if (auth.slowRule?.() === true) await sleep(400); return true }
+      },
+      setup: (instance) => {
+        instance.post('/short', async (request) => {
+          request.session.options({ maxAge: 800 })
+          return { ok: true }
+        })
+      }
+    })
+    return { app, store }
+  }
+
+  test('a join that read the session before a route shortened it does not bring the old expiry back', async (t) => {
+    let slow = false
+    const { app, store } = await shorteningApp({ revalidateInterval: false, slowRule: () => slow })
+    t.after(() => app.close())
+    const cookie = await app.login()
+    const first = await connected(app.url, { cookie })
+    t.after(() => first.close())
+    slow = true
+    const joining = connected(app.url, { cookie })
+    await sleep(100) // the join has read the session (60 s left) and waits on its rule
+    const shortenedAt = Date.now()
+    await fetch(`${app.url}/short`, { method: 'POST', headers: { cookie } })
+    const late = await joining
+    t.after(() => late.close())
+    const ended = await Promise.all([ending(first, 4000), ending(late, 4000)])
+    assert.deepEqual(ended.map((e) => e.reason), ['expired', 'expired'])
+    const storeEnd = storedExpiry(store, sessionIdOf(cookie)) - shortenedAt
+    for (const e of ended) assert.ok(e.disconnectedAt - shortenedAt < storeEnd + 1000, `ended ${e.disconnectedAt - shortenedAt} ms after the shortening (store: ${storeEnd} ms)`)
+  })
+
+  test('a revalidation read in flight when a route shortens the session does not bring the old expiry back', async (t) => {
+    // Long enough that the next revalidation comes well after the new expiry.
+    const { app, store } = await shorteningApp({ revalidateInterval: 3000 })
+    t.after(() => app.close())
+    const cookie = await app.login()
+    const sessionId = sessionIdOf(cookie)
+    const socket = await connected(app.url, { cookie })
+    t.after(() => socket.close())
+    const end = ending(socket, 8000)
+    let shortenedAt = 0
+    // The next read is the revalidation's: it reads now and answers 300 ms later; the route shortens meanwhile.
+    const shortened = new Promise<void>((resolve) => {
+      store.faultNextRead(sessionId, answerLate(300, () => {
+        shortenedAt = Date.now()
+        fetch(`${app.url}/short`, { method: 'POST', headers: { cookie } }).then(() => resolve(), () => resolve())
+      }))
+    })
+    await shortened
+    const ended = await end
+    assert.equal(ended.reason, 'expired')
+    const storeEnd = storedExpiry(store, sessionId) - shortenedAt
+    assert.ok(ended.disconnectedAt - shortenedAt < storeEnd + 600, `ended ${ended.disconnectedAt - shortenedAt} ms after the shortening (store: ${storeEnd} ms)`)
   })
 })

@@ -103,3 +103,32 @@ test('a rule gets the whole session: methods, cookie, id, keys, JSON, inspect an
   })
   assert.equal(await ask(socket, 'seen'), 'yes', 'a write in the rule is on the socket\'s session')
 })
+
+test('a rule reading a method through the view gets its own socket\'s, not what an earlier socket left on the stored Session', async (t) => {
+  // MemoryStore keeps the Session a socket saved, with that socket's save() on it (not enumerable, so not data).
+  const seen: Array<{ save: unknown, own: unknown }> = []
+  const app = await startApp({
+    auth: {
+      authorize: (session, socket) => {
+        seen.push({ save: session.save, own: socket.data.session.save })
+        return true
+      }
+    },
+    setup: (instance) => {
+      instance.io.on('connection', (socket) => socket.on('bump', async (reply: () => void) => {
+        socket.data.session.counter = 1
+        await socket.data.session.save()
+        reply()
+      }))
+    }
+  })
+  t.after(() => app.close())
+  const cookie = await app.login()
+  const first = await connectedFor(t, app.url, { cookie })
+  await ask(first, 'bump')
+  first.close()
+  await connectedFor(t, app.url, { cookie })
+  assert.equal(seen.length, 2)
+  assert.equal(seen[1]?.save, seen[1]?.own, 'the second socket\'s rule sees its own save()')
+  assert.notEqual(seen[1]?.save, seen[0]?.own)
+})

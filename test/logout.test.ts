@@ -163,3 +163,27 @@ test('a logout that lands while a namespace join reads the store refuses the joi
   await sleep(100)
   assert.deepEqual(ran, [], 'no connection handler ran with the ended session')
 })
+
+test('an app disconnect handler that throws on one socket does not leave the session\'s other sockets open', async (t) => {
+  const app = await startApp({
+    auth: { revalidateInterval: false },
+    setup: (instance) => {
+      instance.io.on('connection', (socket) => {
+        socket.on('disconnect', () => { if (socket.handshake.query.boom === '1') throw new Error('an app bug in a disconnect handler') })
+      })
+    }
+  })
+  t.after(() => app.close())
+  const cookie = await app.login()
+  const sockets: ClientSocket[] = []
+  for (const boom of ['0', '1', '0', '0']) {
+    const socket = await connected(app.url, { cookie, extra: { query: { boom } } })
+    t.after(() => socket.close())
+    sockets.push(socket)
+  }
+  const ended = Promise.all(sockets.map((socket) => ending(socket, 3000)))
+  const response = await fetch(`${app.url}/logout`, { method: 'POST', headers: { cookie } })
+  assert.equal(response.status, 200, 'the logout route answers as usual')
+  assert.deepEqual((await ended).map((e) => e.reason), ['logout', 'logout', 'logout', 'logout'])
+  assert.equal((await app.app.io.fetchSockets()).length, 0)
+})
