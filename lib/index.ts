@@ -61,7 +61,6 @@ async function fastifySessionSocketAuth (fastify: FastifyInstance, options: Opti
     access,
     rules,
     identify: opts.identify,
-    identifyField: opts.identifyField,
     log,
     revalidateInterval: opts.revalidateInterval,
     keepAlive: opts.keepAlive,

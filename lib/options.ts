@@ -11,10 +11,6 @@ import type { SessionSocket, User } from './types'
  */
 export type SessionRule = (session: FastifySessionObject, socket: SessionSocket) => boolean | Promise<boolean>
 
-/**
- * Exact origins (`'https://app.example.com'`) allowed besides the app's own,
- * or a function that decides for every handshake that carries an Origin header.
- */
 /** Loads the session's user, once per socket, with the app's own code; nothing (undefined, null, false) means no user. */
 export type UserLoader = (session: FastifySessionObject, socket: SessionSocket) => User | undefined | null | false | Promise<User | undefined | null | false>
 
@@ -30,6 +26,10 @@ export interface PassportAuthenticator {
   deserializeUser: (stored: never, request: never) => Promise<unknown>
 }
 
+/**
+ * Exact origins (`'https://app.example.com'`) allowed besides the app's own,
+ * or a function that decides for every request that carries an Origin header.
+ */
 export type OriginPolicy = readonly string[] | ((origin: string, request: IncomingMessage) => boolean)
 
 export interface SessionSocketAuthOwnOptions {
@@ -76,8 +76,6 @@ export interface ResolvedOptions {
   passport: PassportAuthenticator | undefined
   userRequired: boolean
   identify: UserIdentifier
-  /** With the default `identify`: the session field it reads, so that it can be read without building the Session. */
-  identifyField: string | undefined
   namespaces: Map<string, SessionRule>
   allowedOrigins: OriginPolicy | undefined
   storeTimeout: number
@@ -131,7 +129,6 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
   if (userRequired && loadUser === undefined && passport === undefined) {
     throw new InvalidOptionError('"userRequired" needs a way to load the user: set "loadUser" or "passport".')
   }
-  const identifyField = opts.identify === undefined ? passport?.key ?? 'passport' : undefined
   const identify = optional<UserIdentifier>(opts, 'identify', 'function', passportIdentity(passport?.key ?? 'passport'))
   const preClose = optional<ResolvedOptions['preClose']>(opts, 'preClose', 'function', undefined)
   const storeTimeout = positiveMs(opts, 'storeTimeout', 5000)
@@ -147,7 +144,6 @@ export function resolveOptions (options: SessionSocketAuthOptions | undefined): 
     passport,
     userRequired,
     identify,
-    identifyField,
     namespaces: namespaceRules(opts.namespaces),
     allowedOrigins: originPolicy(opts.allowedOrigins),
     storeTimeout,
@@ -196,7 +192,7 @@ function passportIdentity (key: string): UserIdentifier {
 }
 
 /** What the default identify takes for a user id: what @fastify/passport serialized, when it is a string or number. */
-export function storedUserId (stored: unknown): string | number | undefined {
+function storedUserId (stored: unknown): string | number | undefined {
   return typeof stored === 'string' || typeof stored === 'number' ? stored : undefined
 }
 

@@ -4,7 +4,7 @@ import { isWriteRefusal } from './errors'
 import { redactError } from './log'
 import type { SessionAccess } from './store-access'
 import { expiryOf } from './store-access'
-import { storedUserId, type UserIdentifier } from './options'
+import type { UserIdentifier } from './options'
 import type { Rules } from './rules'
 import { roomOfKey, roomOfUserKey, userKey } from './hashed-ids'
 import type { SessionHolder } from './session-holder'
@@ -37,8 +37,6 @@ export interface RevocationOptions {
   /** Loads the user and runs the app's rules again, when the session changes elsewhere. */
   rules: Rules
   identify: UserIdentifier
-  /** The session field the default `identify` reads, so that identifying builds no Session. */
-  identifyField: string | undefined
   log: FastifyBaseLogger
   revalidateInterval: number | false
   keepAlive: boolean
@@ -313,8 +311,7 @@ export class Revocation {
 
   #userKeyOf (holder: SessionHolder): string | undefined {
     try {
-      const field = this.#opts.identifyField
-      const id = field === undefined ? this.#opts.identify(sessionView(holder)) : storedUserId(holder.peek(field))
+      const id = this.#opts.identify(sessionView(holder))
       if (id === undefined || id === null || id === '') return undefined
       // Anything else would name one shared room for every user it is given for ('[object Object]', 'NaN').
       if (!(typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)))) {

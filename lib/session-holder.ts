@@ -87,11 +87,21 @@ export class SessionHolder {
   }
 
   /**
-   * Whether the session's data has this field, as @fastify/session's Session
-   * copies it from a stored record: enumerable (its for…in), not the cookie or id.
+   * Whether the Session would answer this field from its data: a field it
+   * copied from the stored record (enumerable: its for…in), or a name it has
+   * no member for, which it would not have either. Its cookie and id are its own.
    */
-  holds (field: string): boolean {
-    return !SESSION_OWN.has(field) && Object.prototype.propertyIsEnumerable.call(this.#data(), field)
+  answersFromData (field: string): boolean {
+    return !SESSION_OWN.has(field) && (this.#holds(field) || !this.#deps.access.isSessionMember(field))
+  }
+
+  /** Whether the session's data has this field (what `field in session` says of a field answered from data). */
+  holdsData (field: string): boolean {
+    return this.#holds(field)
+  }
+
+  #holds (field: string): boolean {
+    return Object.prototype.propertyIsEnumerable.call(this.#data(), field)
   }
 
   #data (): Record<string, unknown> {
@@ -193,12 +203,12 @@ class ViewTarget {
 
 const VIEW: ProxyHandler<ViewTarget> = {
   get ({ [VIEW_HOLDER]: holder }, key) {
-    if (typeof key === 'string' && holder.holds(key)) return holder.peek(key)
+    if (typeof key === 'string' && holder.answersFromData(key)) return holder.peek(key)
     if (key === VIEW_HOLDER) return holder
     const session = holder.session
     return Reflect.get(session, key, session)
   },
-  has: ({ [VIEW_HOLDER]: holder }, key) => (typeof key === 'string' && holder.holds(key)) || Reflect.has(holder.session, key),
+  has: ({ [VIEW_HOLDER]: holder }, key) => typeof key === 'string' && holder.answersFromData(key) ? holder.holdsData(key) : Reflect.has(holder.session, key),
   set: ({ [VIEW_HOLDER]: holder }, key, value) => Reflect.set(holder.session, key, value, holder.session),
   deleteProperty: ({ [VIEW_HOLDER]: holder }, key) => Reflect.deleteProperty(holder.session, key),
   defineProperty: ({ [VIEW_HOLDER]: holder }, key, descriptor) => Reflect.defineProperty(holder.session, key, descriptor),

@@ -39,6 +39,8 @@ export interface SessionAccess {
    * changed the session and saved it.
    */
   persistedHash (session: FastifySessionObject): unknown
+  /** Whether @fastify/session's Session has a member of this name (a method or getter, its own or Object's). */
+  isSessionMember (name: string): boolean
   /** Whether the session was saved since it was loaded (Session#isSaved, through the class). */
   isSaved (session: FastifySessionObject): boolean
   readonly timeout: number
@@ -99,6 +101,9 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
     },
     persistedHash (session) {
       return (session as unknown as Record<symbol, unknown>)[persistedHashKey]
+    },
+    isSessionMember (name) {
+      return name in Session.prototype
     },
     isSaved (session) {
       return isSavedSession.call(session) === true

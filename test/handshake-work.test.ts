@@ -44,7 +44,8 @@ test('rules that read the session\'s data build no Session; reading socket.data.
     session: { store: new TestStore({ serialize: true }), secret: { sign: (value: string) => { signs++; return signer.sign(value) }, unsign: (value: string) => signer.unsign(value) } },
     auth: {
       loadUser: (session) => session.user,
-      authorize: (session) => session.user?.role === 'user',
+      // A field the session does not have (an anonymous session's user, say) is answered from the data too.
+      authorize: (session) => session.user?.role === 'user' && (session as { notStored?: unknown }).notStored === undefined,
       namespaces: { '/': (session, socket) => { seen.push(String(socket.data.user !== undefined)); return session.user !== undefined } }
     },
     setup: (app) => {
