@@ -24,6 +24,8 @@ export interface HandshakeDeps {
   logRefusal: RefusalLog
   /** The revocation memory: what ended this session after `since`, if this node has heard of it. */
   revokedSince: (key: string, since: number) => RevocationReason | undefined
+  /** Whether an HTTP request (on any node that told this one) changed the session at or after `since`. */
+  changedSince: (key: string, since: number) => boolean
   /** Whether a user loader is configured, and so `socket.data.user` is the plugin's. */
   exposesUser: boolean
 }
@@ -60,7 +62,7 @@ export type Guard = ((socket: SessionSocket, next: (err?: ExtendedError) => void
  * The request gate has already judged every HTTP request of the connection.
  */
 export function createHandshakeGuard (deps: HandshakeDeps): Guard {
-  const { access, readSessionCookie, originRefusal, rules, log, logRefusal, revokedSince, exposesUser } = deps
+  const { access, readSessionCookie, originRefusal, rules, log, logRefusal, revokedSince, changedSince, exposesUser } = deps
   const admissions = new WeakMap<SessionSocket, Admission>()
 
   // Read top to bottom: each step returns a verdict, or the next step's
@@ -80,12 +82,18 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
     const sessionId = access.unsign(cookie)
     if (sessionId === null) return refused('SESSION_INVALID', 'cookie signature does not verify')
 
-    const key = sessionKey(sessionId)
-    const checkedAt = Date.now()
-    return then(access.read(sessionId), (read) => judgeStored(socket, read, sessionId, key, checkedAt))
+    return judgeSession(socket, sessionId, sessionKey(sessionId), 1)
   }
 
-  function judgeStored (socket: SessionSocket, read: StoreRead, sessionId: string, key: string, checkedAt: number): Verdict | Promise<Verdict> {
+  // One store read and the rules on what it returned; again if the session
+  // changed over HTTP meanwhile (a demotion must not be admitted on the data
+  // from before it), a few times at most.
+  function judgeSession (socket: SessionSocket, sessionId: string, key: string, attempt: number): Verdict | Promise<Verdict> {
+    const checkedAt = Date.now()
+    return then(access.read(sessionId), (read) => judgeStored(socket, read, sessionId, key, checkedAt, attempt))
+  }
+
+  function judgeStored (socket: SessionSocket, read: StoreRead, sessionId: string, key: string, checkedAt: number, attempt: number): Verdict | Promise<Verdict> {
     switch (read.status) {
       case 'unavailable': return refused('SESSION_STORE_UNAVAILABLE', `store failed: ${redactError(read.error, sessionId).message}`, key)
       case 'missing': return refused('SESSION_INVALID', 'session not in store', key)
@@ -110,6 +118,10 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
       // stale. Checked last, as Socket.IO emits 'connection' right after.
       const revoked = revokedSince(key, checkedAt)
       if (revoked !== undefined) return refused('SESSION_INVALID', `session ended (${revoked}) during the handshake`, key)
+      if (changedSince(key, checkedAt)) {
+        if (attempt < MAX_ATTEMPTS) return judgeSession(socket, sessionId, key, attempt + 1)
+        return refused('SESSION_INVALID', `the session changed during each of ${MAX_ATTEMPTS} reads`, key)
+      }
       return { ok: true, holder, key, sessionId, expiresAt, checkedAt }
     })
   }
@@ -147,6 +159,9 @@ export function createHandshakeGuard (deps: HandshakeDeps): Guard {
   }
   return guard
 }
+
+/** Store reads a join makes at most while HTTP requests keep changing its session. */
+const MAX_ATTEMPTS = 3
 
 // Where socket.data keeps its holder: a symbol, so JSON, Object.keys and the adapter's serialization skip it.
 const HOLDER = Symbol('fastify-session-socket-auth.holder')

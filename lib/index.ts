@@ -84,6 +84,7 @@ async function fastifySessionSocketAuth (fastify: FastifyInstance, options: Opti
     log,
     logRefusal,
     revokedSince: (key, since) => revocation.revokedSince(key, since),
+    changedSince: (key, since) => writes.changedSince(key, since),
     exposesUser: opts.loadUser !== undefined || opts.passport !== undefined
   })
 

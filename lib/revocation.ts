@@ -58,6 +58,8 @@ interface Entry extends Deadline {
   expiresAt: number
   nextCheckAt: number
   lastTouch: number
+  /** A keep-alive write is in flight: events meanwhile add none (a slow store would queue one per interval). */
+  extending: boolean
   /** A refresh after a change elsewhere is running; another change meanwhile runs one more. */
   refreshing: Promise<void> | undefined
   refreshAgain: boolean
@@ -162,6 +164,7 @@ export class Revocation {
         expiresAt: admission.expiresAt,
         nextCheckAt: this.#nextRevalidation(now),
         lastTouch: now,
+        extending: false,
         dueAt: Infinity,
         slot: -1,
         refreshing: undefined,
@@ -500,18 +503,22 @@ export class Revocation {
 
   #activity (entry: Entry, admission: Admission): void {
     const now = Date.now()
-    if (now - entry.lastTouch < this.#opts.keepAliveInterval) return
+    if (entry.extending || now - entry.lastTouch < this.#opts.keepAliveInterval) return
     entry.lastTouch = now
     const session = admission.holder.session
     // Only a rolling session (one with maxAge) has an expiry to push forward.
     if (!session.cookie.originalMaxAge) return
     let extended: Date | undefined
+    let startedAt = 0
+    entry.extending = true
     // Keep-alive carries no data of its own (it writes the new expiry onto the
     // freshest record), so only a revocation, not an HTTP change, refuses it.
     this.writes.run(entry.key, entry.sessionId, admission.checkedAt, async () => {
+      startedAt = Date.now()
       extended = await this.#opts.access.extend(session)
-    }, { carriesData: false }).then(() => {
-      if (extended !== undefined && this.#entries.get(entry.key) === entry) {
+    }, { carriesData: false }).finally(() => { entry.extending = false }).then(() => {
+      // An HTTP change while it ran may have shortened the session: the refresh that change started sets the expiry.
+      if (extended !== undefined && this.#entries.get(entry.key) === entry && !this.writes.changedSince(entry.key, startedAt)) {
         entry.expiresAt = extended.getTime()
         this.#schedule(entry)
       }

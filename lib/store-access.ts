@@ -59,7 +59,7 @@ export type StoreRead =
 
 export function readSessionAccess (fastify: FastifyInstance, timeout: number): SessionAccess {
   const { store, signer, Session, idGenerator, cookieOpts, persistedHashKey, cookieName, cookiePrefix, methods } = readFastifySession(fastify)
-  const { save: saveSession, touch: touchSession, isSaved: isSavedSession } = methods
+  const { save: saveSession, isSaved: isSavedSession } = methods
 
   return {
     timeout,
@@ -83,9 +83,7 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
       return callStore((done) => store.destroy(sessionId, done), timeout).then(() => {})
     },
     extend (session) {
-      touchSession.call(session)
       const id = session.sessionId
-      const expires = session.cookie.expires ?? undefined
       // Not the store's touch(): @fastify/session judges expiry by the record's
       // cookie.expires, which touch() leaves as it was (connect-redis and
       // connect-pg-simple only move their own TTL), so the session would still
@@ -95,6 +93,12 @@ export function readSessionAccess (fastify: FastifyInstance, timeout: number): S
         if (!isStoredSession(record)) return undefined
         const cookie = record.cookie as StoredSession['cookie'] & { toJSON?: () => Record<string, unknown> }
         const fields = typeof cookie.toJSON === 'function' ? cookie.toJSON() : cookie
+        // The session's life as the store holds it now, as Session#touch
+        // would use it: a route may have changed maxAge since the socket read it.
+        const maxAge = fields.originalMaxAge
+        if (typeof maxAge !== 'number' || !(maxAge > 0)) return undefined
+        const expires = new Date(Date.now() + maxAge)
+        session.cookie.expires = expires
         const updated = { ...record, cookie: { ...fields, expires } }
         return callStore((done) => store.set(id, updated as never, done), timeout).then(() => expires)
       })

@@ -158,3 +158,26 @@ test('the passport preset reads "no user" as @fastify/passport does (!user): a d
     assert.equal((await refusedWith(app.url, { cookie })).code, 'USER_REQUIRED', `deserializer gave ${JSON.stringify(given)}`)
   }
 })
+
+test('a join whose slow loader runs while an HTTP request demotes the user is judged on the demoted session', async (t) => {
+  const reached: string[] = []
+  const app = await startApp({
+    auth: {
+      revalidateInterval: false,
+      loadUser: async (session) => { await sleep(300); return session.user }, // a database lookup, say
+      namespaces: { '/admin': (_session, socket) => (socket.data.user as { role?: string } | undefined)?.role === 'admin' }
+    },
+    setup: (instance) => {
+      withAdmin(instance)
+      instance.io.of('/admin').on('connection', (socket) => { reached.push(String(socket.data.session.user?.role)) })
+    }
+  })
+  t.after(() => app.close())
+  const cookie = await loginAs(app.app, 'mallory', 'admin')
+  const joining = refusedWith(app.url, { cookie, namespace: '/admin' })
+  await sleep(80) // the join has read the session and waits on the loader
+  const demoted = await postAs(app.url, '/role', cookie, { role: 'user' })
+  assert.equal(demoted.status, 200)
+  assert.equal((await joining).code, 'FORBIDDEN')
+  assert.deepEqual(reached, [], 'the /admin connection handler never ran')
+})

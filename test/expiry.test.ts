@@ -173,4 +173,33 @@ describe('expiry', { concurrency: true }, () => {
     const storeEnd = storedExpiry(store, sessionId) - shortenedAt
     assert.ok(ended.disconnectedAt - shortenedAt < storeEnd + 600, `ended ${ended.disconnectedAt - shortenedAt} ms after the shortening (store: ${storeEnd} ms)`)
   })
+
+  test('keep-alive after a route shortened the session extends it by the new maxAge only, and only while events come', async (t) => {
+    // A store with latency, so keep-alive writes overlap the route and each other.
+    const store = new TestStore({ delay: 30, serialize: true })
+    const app = await startApp({
+      session: { store, cookie: { secure: false, maxAge: 60_000 } },
+      auth: { keepAlive: true, keepAliveInterval: 10, revalidateInterval: false },
+      setup: (instance) => {
+        instance.post('/short', async (request) => {
+          request.session.options({ maxAge: 700 })
+          return { ok: true }
+        })
+      }
+    })
+    t.after(() => app.close())
+    const cookie = await app.login()
+    const socket = await connected(app.url, { cookie })
+    t.after(() => socket.close())
+    const end = ending(socket, 5000)
+    const events = (async () => { for (let i = 0; i < 40; i++) { socket.emit('activity'); await sleep(10) } })()
+    await sleep(50)
+    await fetch(`${app.url}/short`, { method: 'POST', headers: { cookie } })
+    await events
+    const lastEvent = Date.now()
+    const ended = await end
+    assert.equal(ended.reason, 'expired')
+    report(t, `keep-alive with maxAge 700 ms: ended ${ended.disconnectedAt - lastEvent} ms after the last event`)
+    assert.ok(ended.disconnectedAt - lastEvent < 700 + 600, `ended ${ended.disconnectedAt - lastEvent} ms after the last event`)
+  })
 })

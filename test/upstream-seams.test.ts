@@ -50,7 +50,7 @@ describe('@fastify/session (lib/upstream/fastify-session.ts)', () => {
     assert.equal(typeof parts.persistedHashKey, 'symbol')
     assert.equal(parts.cookieName, 'sid')
     assert.equal(parts.cookiePrefix, 's:')
-    for (const name of ['save', 'touch', 'isSaved'] as const) assert.equal(typeof parts.methods[name], 'function')
+    for (const name of ['save', 'isSaved'] as const) assert.equal(typeof parts.methods[name], 'function')
   })
 
   test('without a prefix, the prefix reads as empty', async (t) => {

@@ -22,7 +22,6 @@ export interface FastifySessionParts {
   /** Session methods, to call through the class: a session may hold data under these names. */
   methods: {
     save: (this: FastifySessionObject, done: (err?: unknown) => void) => void
-    touch: (this: FastifySessionObject) => void
     isSaved: (this: FastifySessionObject) => unknown
   }
 }
@@ -40,7 +39,6 @@ export function readFastifySession (fastify: FastifyInstance): FastifySessionPar
     cookiePrefix,
     methods: {
       save: method(parts.Session, 'save') as FastifySessionParts['methods']['save'],
-      touch: method(parts.Session, 'touch') as FastifySessionParts['methods']['touch'],
       isSaved: method(parts.Session, 'isSaved') as FastifySessionParts['methods']['isSaved']
     }
   }
